@@ -1,0 +1,5 @@
+import sys
+
+from pushgw.cli import main
+
+sys.exit(main())

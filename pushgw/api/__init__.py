@@ -1,0 +1,1 @@
+"""The JSON API (``/api/v1``), shaped like the official's."""

@@ -1,0 +1,111 @@
+"""``/api/v1/status``, ``/api/v1/metrics`` and ``/api/v1/admin/wipe``."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pushgw import __version__
+from pushgw.config import flag_values
+from pushgw.exposition.text_render import format_value
+from pushgw.handler.responses import empty, method_not_allowed
+from pushgw.model import HISTOGRAM, SUMMARY, Metric
+from pushgw.storage.store import Group, MetricStore
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Headers": "Accept, Authorization, Content-Type, Origin",
+    "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Date",
+    "Cache-Control": "no-cache, no-store, must-revalidate",
+}
+
+
+def _respond(data: object) -> Response:
+    body = orjson.dumps({"status": "success", "data": data})
+    return Response(body, media_type="application/json", headers=CORS_HEADERS)
+
+
+async def status(request: Request) -> Response:
+    gateway = request.app.state.gateway
+    gateway.count_request("api/v1/status", request.method, 200)
+    return _respond(
+        {
+            "flags": flag_values(gateway.settings),
+            "start_time": rfc3339(gateway.started_at),
+            "build_information": {
+                "version": __version__,
+                "revision": "",
+                "branch": "",
+                "buildUser": "",
+                "buildDate": "",
+                "goVersion": "",
+                "pythonVersion": platform.python_version(),
+            },
+        }
+    )
+
+
+async def metrics(request: Request) -> Response:
+    gateway = request.app.state.gateway
+    gateway.count_request("api/v1/metrics", request.method, 200)
+    store = gateway.store
+    return _respond([group_json(store, g) for g in store.groups.values()])
+
+
+async def options(request: Request) -> Response:
+    request.app.state.gateway.count_request("api/v1/options", request.method, 200)
+    return Response(b"", headers=CORS_HEADERS)
+
+
+async def wipe(request: Request) -> Response:
+    gateway = request.app.state.gateway
+    if request.method != "PUT":
+        return method_not_allowed("PUT")
+    gateway.store.wipe()
+    gateway.count_request("wipe", request.method, 202)
+    return empty(202)
+
+
+def group_json(store: MetricStore, group: Group) -> dict[str, object]:
+    """One group as the official shows it: grouping labels, success flag, each family."""
+    result: dict[str, object] = {
+        "labels": group.labels,
+        "last_push_successful": group.last_push_successful,
+    }
+    for name, stored in group.families.items():
+        family: dict[str, object] = {
+            "time_stamp": rfc3339(stored.pushed_at),
+            "type": stored.type.upper(),
+        }
+        if stored.help:
+            family["help"] = stored.help
+        family["metrics"] = [_metric_json(m, stored.type) for m in store.metrics_of(stored)]
+        result[name] = family
+    return result
+
+
+def _metric_json(metric: Metric, kind: str) -> dict[str, object]:
+    result: dict[str, object] = {"labels": metric.labels}
+    if kind == SUMMARY:
+        result["quantiles"] = {format_value(q): format_value(v) for q, v in metric.quantiles}
+        result["count"] = str(metric.count)
+        result["sum"] = format_value(metric.sum)
+    elif kind == HISTOGRAM:
+        result["sum"] = format_value(metric.sum)
+        result["buckets"] = {format_value(b): str(c) for b, c in metric.buckets}
+        result["count"] = str(metric.count)
+    else:
+        result["value"] = format_value(metric.value)
+    return result
+
+
+def rfc3339(timestamp: float) -> str:
+    """Go's RFC 3339 time with nanoseconds, trailing zeros dropped, in UTC."""
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".")
+    return text + "Z"

@@ -1,0 +1,96 @@
+"""The Starlette application: routes under the route prefix, Go-shaped errors."""
+
+from __future__ import annotations
+
+import posixpath
+from urllib.parse import quote
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pushgw.api import v1
+from pushgw.gateway import Gateway
+from pushgw.handler import metrics, misc, push
+from pushgw.handler.responses import method_not_allowed, not_found, text_error
+
+ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]
+
+
+def build_app(gateway: Gateway) -> Starlette:
+    prefix = gateway.route_prefix
+    settings = gateway.settings
+    telemetry = posixpath.normpath("/" + f"{prefix}/{settings.telemetry_path}".lstrip("/"))
+    api = prefix + "/api/v1"
+    routes = [
+        Route(prefix + "/-/healthy", misc.healthy, methods=["GET"]),
+        Route(prefix + "/-/ready", misc.ready, methods=["GET"]),
+        Route(prefix + "/-/quit", misc.quit_, methods=["PUT", "POST", "GET"]),
+        Route(prefix + "/metrics/job{rest:path}", push.push_or_delete, methods=ALL_METHODS),
+        Route(telemetry, metrics.scrape, methods=["GET"]),
+        Route(api + "/status", v1.status, methods=["GET"]),
+        Route(api + "/metrics", v1.metrics, methods=["GET"]),
+        Route(api + "/{path:path}", v1.options, methods=["OPTIONS"]),
+    ]
+    if prefix:
+        routes.append(Route("/-/quit", misc.quit_, methods=["GET"]))
+    if settings.enable_admin_api:
+        routes.append(Route(api + "/admin/wipe", v1.wipe, methods=ALL_METHODS))
+    known_paths = {r.path for r in routes if "{" not in r.path}
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            return method_not_allowed((exc.headers or {}).get("Allow", ""))
+        if exc.status_code == 404:
+            return _trailing_slash_redirect(request, known_paths) or not_found()
+        return text_error(exc.detail, exc.status_code)
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: on_http_error})
+    app.state.gateway = gateway
+    app.add_middleware(CleanPathMiddleware)
+    return app
+
+
+def _trailing_slash_redirect(request: Request, known_paths: set[str]) -> Response | None:
+    """Redirect ``/x/`` to ``/x`` (and back) when only the other one exists, as Go's router does."""
+    path = request.url.path
+    other = path[:-1] if path.endswith("/") else path + "/"
+    if other not in known_paths:
+        return None
+    location = quote(other) + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(location, status_code=301 if request.method == "GET" else 307)
+
+
+def clean_path(path: str) -> str:
+    """Go's ``path.Clean`` keeping a trailing slash, as Go's ServeMux applies it."""
+    if path == "":
+        return "/"
+    cleaned = posixpath.normpath("/" + path.lstrip("/"))
+    if cleaned.startswith("//"):
+        cleaned = "/" + cleaned.lstrip("/")
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    return cleaned
+
+
+class CleanPathMiddleware:
+    """301 to the cleaned path for ``//``, ``/./`` and ``/../`` (the official's ServeMux does this)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            cleaned = clean_path(path)
+            if cleaned != path:
+                query = scope.get("query_string", b"").decode("latin-1")
+                location = quote(cleaned) + (f"?{query}" if query else "")
+                await RedirectResponse(location, status_code=301)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+

@@ -1,0 +1,130 @@
+"""PUT, POST and DELETE on ``/metrics/job/<job>{/<label>/<value>}``."""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from urllib.parse import quote, unquote_to_bytes
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from pushgw.exposition.text_parser import ParseError, parse_text
+from pushgw.grouping import BASE64_SUFFIX, GroupingError, format_group, parse_grouping_labels
+from pushgw.handler.responses import empty, method_not_allowed, not_found, text_error
+from pushgw.storage.consistency import Inconsistency
+
+log = logging.getLogger("pushgw.push")
+
+PUSH_METHODS = ("PUT", "POST", "DELETE")
+# Decompressed pushes larger than this are refused rather than inflated in memory.
+MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024
+PROTOBUF_MEDIA_TYPE = "application/vnd.google.protobuf"
+
+
+class BodyError(ValueError):
+    """A body that cannot be decoded; ``status`` is the answer to give."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def push_or_delete(request: Request) -> Response:
+    gateway = request.app.state.gateway
+    start = time.perf_counter()
+    method = request.method
+    response = await _handle(request, gateway)
+    handler = "delete" if method == "DELETE" else "push"
+    gateway.count_request(handler, method, response.status_code)
+    if handler == "push" and method in PUSH_METHODS:
+        metrics = gateway.metrics
+        metrics.push_duration.labels(method.lower()).observe(time.perf_counter() - start)
+        metrics.push_size.labels(method.lower()).observe(_request_size(request))
+    return response
+
+
+async def _handle(request: Request, gateway) -> Response:
+    prefix = gateway.route_prefix + "/metrics/job"
+    try:
+        path = unquote_to_bytes(request.scope.get("raw_path") or request.scope["path"]).decode("utf-8")
+    except UnicodeDecodeError:
+        return text_error("URL path is not valid UTF-8", 400)
+    rest = path[len(prefix):] if path.startswith(prefix) else request.path_params["rest"]
+    job_is_base64 = rest.startswith(BASE64_SUFFIX)
+    if job_is_base64:
+        rest = rest[len(BASE64_SUFFIX):]
+    if not rest.startswith("/"):
+        return not_found()
+    if rest == "/":
+        # The official's router redirects a trailing slash it cannot match.
+        location = quote(prefix + (BASE64_SUFFIX if job_is_base64 else ""))
+        return RedirectResponse(location, status_code=301 if request.method == "GET" else 307)
+    if request.method not in PUSH_METHODS:
+        return method_not_allowed("PUT, POST, DELETE")
+    job, slash, labels_path = rest[1:].partition("/")
+    try:
+        grouping = parse_grouping_labels(job, job_is_base64, slash + labels_path)
+    except GroupingError as err:
+        log.debug("invalid grouping key", extra={"path": path, "err": str(err)})
+        return text_error(str(err), 400)
+
+    if request.method == "DELETE":
+        gateway.store.delete(grouping)
+        return empty(202)
+
+    body = await request.body()
+    try:
+        body = _decode_body(body, request.headers.get("content-encoding", ""))
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() == PROTOBUF_MEDIA_TYPE:
+            raise BodyError("protobuf pushes are not supported yet; push the text format")
+        families = parse_text(body)
+    except (BodyError, ParseError) as err:
+        status = err.status if isinstance(err, BodyError) else 400
+        log.info(
+            "push rejected",
+            extra={"group": format_group(grouping), "method": request.method, "err": str(err)},
+        )
+        return text_error(str(err), status)
+
+    unchecked = not gateway.store.check_consistency
+    try:
+        gateway.store.push(grouping, families, replace=request.method == "PUT")
+    except Inconsistency as err:
+        log.error(
+            "pushed metrics are invalid or inconsistent with existing metrics",
+            extra={"group": format_group(grouping), "method": request.method, "err": str(err)},
+        )
+        if not unchecked:
+            return text_error(
+                f"pushed metrics are invalid or inconsistent with existing metrics: {err}", 400
+            )
+    return empty(202 if unchecked else 200)
+
+
+def _decode_body(body: bytes, content_encoding: str) -> bytes:
+    encoding = content_encoding.strip().lower()
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            data = inflater.decompress(body, MAX_DECOMPRESSED_BYTES)
+        except zlib.error as err:
+            raise BodyError(f"gzip: invalid body: {err}") from None
+        if inflater.unconsumed_tail:
+            raise BodyError(
+                f"decompressed body exceeds the limit of {MAX_DECOMPRESSED_BYTES} bytes", 413
+            )
+        if not inflater.eof:
+            raise BodyError("gzip: unexpected EOF")
+        return data
+    return body
+
+
+def _request_size(request: Request) -> int:
+    """Approximate request size, as promhttp counts it (request line, headers, body)."""
+    size = len(request.method) + len(request.url.path) + len(request.scope.get("http_version", "")) + 4
+    for name, value in request.headers.items():
+        size += len(name) + len(value) + 4
+    return size + int(request.headers.get("content-length", 0) or 0)
+

@@ -1,0 +1,133 @@
+"""The gateway's own metrics, exposed on /metrics next to the pushed ones.
+
+They live in a registry of their own (not prometheus-client's global one), so
+several gateways can run in one process, as the tests do. Their families are
+converted to the shared model so that one renderer writes the whole scrape and
+pushed families of the same name can be merged into them.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Gauge,
+    PlatformCollector,
+    ProcessCollector,
+    Summary,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric as ClientFamily
+
+from pushgw import __version__
+from pushgw.model import COUNTER, GAUGE, HISTOGRAM, SUMMARY, UNTYPED, Metric, MetricFamily
+from pushgw.storage.consistency import ReservedFamily
+
+_TYPES = {
+    "counter": COUNTER,
+    "gauge": GAUGE,
+    "summary": SUMMARY,
+    "histogram": HISTOGRAM,
+    "unknown": UNTYPED,
+    "untyped": UNTYPED,
+    "info": GAUGE,
+}
+
+
+class GatewayMetrics:
+    """Request instrumentation, build info, process and store-size metrics."""
+
+    def __init__(self, store_size: Callable[[], tuple[int, int]]) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        build = Gauge(
+            "pushgateway_build_info",
+            "A metric with a constant '1' value labeled by version, revision, branch, "
+            "and the Python version from which pushgw was built.",
+            ["version", "revision", "branch", "pythonversion"],
+            registry=self.registry,
+        )
+        build.labels(__version__, "", "", platform.python_version()).set(1)
+        self.requests = Counter(
+            "pushgateway_http_requests_total",
+            "Total HTTP requests processed by the Pushgateway, excluding scrapes.",
+            ["code", "handler", "method"],
+            registry=self.registry,
+        )
+        self.push_duration = Summary(
+            "pushgateway_http_push_duration_seconds",
+            "HTTP request duration for pushes to the Pushgateway.",
+            ["method"],
+            registry=self.registry,
+        )
+        self.push_size = Summary(
+            "pushgateway_http_push_size_bytes",
+            "HTTP request size for pushes to the Pushgateway.",
+            ["method"],
+            registry=self.registry,
+        )
+        self.registry.register(_StoreSizeCollector(store_size))
+        self._reserved = {
+            f.name: ReservedFamily(f.type, f.help, strict_help=not f.metrics)
+            for f in self.families()
+        }
+
+    def reserved(self) -> dict[str, ReservedFamily]:
+        """Own family names pushes must respect (taken at start-up, as the official does)."""
+        return self._reserved
+
+    def families(self) -> list[MetricFamily]:
+        return [convert_family(f) for f in self.registry.collect()]
+
+
+class _StoreSizeCollector:
+    """Gauges the official lacks: how many groups and series are stored."""
+
+    def __init__(self, store_size: Callable[[], tuple[int, int]]) -> None:
+        self._store_size = store_size
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        groups, series = self._store_size()
+        yield GaugeMetricFamily(
+            "pushgateway_metric_groups", "Number of metric groups stored.", value=groups
+        )
+        yield GaugeMetricFamily(
+            "pushgateway_stored_series",
+            "Number of series stored, not counting push_time_seconds and push_failure_time_seconds.",
+            value=series,
+        )
+
+
+def convert_family(family: ClientFamily) -> MetricFamily:
+    """A prometheus-client family in the shared model (``_created`` samples dropped)."""
+    kind = _TYPES.get(family.type, UNTYPED)
+    name = family.name + "_total" if kind == COUNTER else family.name
+    name = family.name + "_info" if family.type == "info" else name
+    by_labels: dict[tuple[tuple[str, str], ...], Metric] = {}
+    for sample in family.samples:
+        if sample.name.endswith("_created"):
+            continue
+        labels = dict(sample.labels)
+        extra = labels.pop("le", None) if kind == HISTOGRAM else None
+        quantile = labels.pop("quantile", None) if kind == SUMMARY else None
+        key = tuple(sorted(labels.items()))
+        metric = by_labels.get(key)
+        if metric is None:
+            metric = by_labels[key] = Metric(labels=dict(key))
+        if sample.name.endswith("_count") and kind in (SUMMARY, HISTOGRAM):
+            metric.count = int(sample.value)
+        elif sample.name.endswith("_sum") and kind in (SUMMARY, HISTOGRAM):
+            metric.sum = sample.value
+        elif extra is not None:
+            metric.buckets.append((float(extra), int(sample.value)))
+        elif quantile is not None:
+            metric.quantiles.append((float(quantile), sample.value))
+        else:
+            metric.value = sample.value
+    return MetricFamily(name, kind, family.documentation, list(by_labels.values()))

@@ -1,0 +1,65 @@
+"""Running the app under uvicorn on the official's listen addresses."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import uvicorn
+
+from pushgw import __version__
+from pushgw.app import build_app
+from pushgw.config import Settings, split_listen_address
+from pushgw.gateway import Gateway
+
+log = logging.getLogger("pushgw")
+
+
+def bind(address: str) -> socket.socket:
+    """A listening socket for ``host:port``; an empty host means every interface (v4 and v6)."""
+    host, port = split_listen_address(address)
+    if host == "":
+        try:
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            host = "::"
+        except OSError:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    else:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings) -> int:
+    """Serve until SIGINT/SIGTERM or ``/-/quit``; returns the exit code."""
+    log.info("starting pushgw", extra={"version": __version__})
+    sockets = [bind(address) for address in settings.listen_addresses]
+    server: uvicorn.Server | None = None
+
+    def shutdown() -> None:
+        log.warning("received termination request via web service, exiting gracefully...")
+        if server is not None:
+            server.should_exit = True
+
+    gateway = Gateway(settings, on_shutdown_request=shutdown)
+    config = uvicorn.Config(
+        build_app(gateway),
+        loop="auto",
+        http="auto",
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    for address in settings.listen_addresses:
+        log.info("listening", extra={"address": address})
+    server.run(sockets=sockets)
+    log.info("HTTP server stopped")
+    return 0

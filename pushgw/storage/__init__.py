@@ -1,0 +1,1 @@
+"""The metric store (groups of pushed families) and its consistency checks."""

@@ -1,0 +1,140 @@
+"""The consistency check a push must pass before it is stored.
+
+The official Pushgateway re-gathers the whole store plus the push on every
+check, which costs time in proportion to everything stored. The same rules are
+checked here against an index by family name, so a check costs in proportion
+to the push alone:
+
+- a family name has one type across all groups and the gateway's own metrics;
+- no two series (in one push, or in different groups) share name and labels;
+- a summary or histogram ``x`` cannot coexist with ``x_count`` or ``x_sum``, a
+  histogram not with ``x_bucket`` either (the names the text format derives);
+- a family named like one of the gateway's own families must have its type,
+  and, where the official compares HELP strings, its HELP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from pushgw.model import HISTOGRAM, SUMMARY, MetricFamily
+
+TIMESTAMPS_ERROR = "pushed metrics must not have timestamps"
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedFamily:
+    """A family the gateway exposes itself (``process_*``, ``pushgateway_*`` ...)."""
+
+    type: str
+    help: str
+    strict_help: bool  # the official rejects pushes of it with another HELP
+
+
+class Inconsistency(ValueError):
+    """A push that would make the merged exposition inconsistent."""
+
+
+def series_hash(name: str, labels: dict[str, str]) -> int:
+    """Identity of one series; collisions are resolved by the caller."""
+    return hash((name, *labels.items()))
+
+
+def has_timestamps(families: Iterable[MetricFamily]) -> bool:
+    return any(m.timestamp_ms is not None for f in families for m in f.metrics)
+
+
+def check_families(
+    families: dict[str, MetricFamily],
+    type_of: Callable[[str], str | None],
+    reserved: dict[str, ReservedFamily],
+) -> None:
+    """Check pushed families (labels already sanitised) against the names they join.
+
+    ``type_of(name)`` gives the type a name will have among the *other* stored
+    families after the push (None when absent), reserved names included.
+    """
+    for family in families.values():
+        own = reserved.get(family.name)
+        if own is not None:
+            if own.type != family.type:
+                raise Inconsistency(
+                    f"gathered metric family {family.name} has type {family.type.upper()} "
+                    f"but should have {own.type.upper()}"
+                )
+            if own.strict_help and own.help != family.help:
+                raise Inconsistency(
+                    f"gathered metric family {family.name} has help {family.help!r} "
+                    f"but should have {own.help!r}"
+                )
+        existing = type_of(family.name)
+        if existing is not None and existing != family.type:
+            raise Inconsistency(
+                f"metric family {family.name} has type {family.type.upper()} "
+                f"but is already stored with type {existing.upper()}"
+            )
+        _check_suffix_collisions(family, families, type_of)
+        _check_duplicates_within(family)
+
+
+def _name_type(
+    name: str, families: dict[str, MetricFamily], type_of: Callable[[str], str | None]
+) -> str | None:
+    pushed = families.get(name)
+    return pushed.type if pushed is not None else type_of(name)
+
+
+def _check_suffix_collisions(
+    family: MetricFamily,
+    families: dict[str, MetricFamily],
+    type_of: Callable[[str], str | None],
+) -> None:
+    name = family.name
+    for suffix in ("_count", "_sum", "_bucket"):
+        if name.endswith(suffix):
+            base = name[: -len(suffix)]
+            base_type = _name_type(base, families, type_of)
+            if base_type == HISTOGRAM or (base_type == SUMMARY and suffix != "_bucket"):
+                raise Inconsistency(
+                    f"metric named {name!r} collides with {base_type} named {base!r}"
+                )
+    if family.type in (SUMMARY, HISTOGRAM):
+        suffixes = ("_count", "_sum", "_bucket") if family.type == HISTOGRAM else ("_count", "_sum")
+        for suffix in suffixes:
+            if _name_type(name + suffix, families, type_of) is not None:
+                raise Inconsistency(
+                    f"{family.type} named {name!r} collides with metric named {name + suffix!r}"
+                )
+
+
+def _check_duplicates_within(family: MetricFamily) -> None:
+    seen: set[tuple[tuple[str, str], ...]] = set()
+    for metric in family.metrics:
+        key = tuple(metric.labels.items())
+        if key in seen:
+            raise Inconsistency(duplicate_message(family.name, metric.labels))
+        seen.add(key)
+
+
+def duplicate_message(name: str, labels: dict[str, str]) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return (
+        f"collected metric {name}{{{inner}}} was collected before "
+        "with the same name and label values"
+    )
+
+
+def sanitize_labels(family: MetricFamily, grouping: dict[str, str]) -> None:
+    """Give every metric the grouping labels (they win) and ``instance=""`` if it has none.
+
+    Labels end up sorted by name, the order of the official's exposition.
+    """
+    needs_instance = "instance" not in grouping
+    for metric in family.metrics:
+        labels = metric.labels
+        labels.update(grouping)
+        if needs_instance and "instance" not in labels:
+            labels["instance"] = ""
+        metric.labels = dict(sorted(labels.items()))
+

@@ -1,0 +1,292 @@
+"""The in-memory metric store: groups of pushed families, kept ready to scrape.
+
+Each stored family keeps its samples pre-rendered as text exposition lines
+(grouping labels applied), so a scrape is a join of cached bytes. An index by
+family name records which groups hold a name and which group owns each series,
+so the consistency check of a push looks only at the names it pushes.
+
+The store is mutated only from the event loop, one call at a time, so it needs
+no locks: a check and the change it guards happen in one synchronous call.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pushgw.exposition.text_parser import parse_text
+from pushgw.exposition.text_render import render_header, render_metrics
+from pushgw.grouping import GroupKey, group_key
+from pushgw.model import GAUGE, Metric, MetricFamily
+from pushgw.storage.consistency import (
+    TIMESTAMPS_ERROR,
+    Inconsistency,
+    ReservedFamily,
+    check_families,
+    duplicate_message,
+    has_timestamps,
+    sanitize_labels,
+    series_hash,
+)
+
+PUSH_TIME = "push_time_seconds"
+PUSH_TIME_HELP = "Last Unix time when changing this group in the Pushgateway succeeded."
+PUSH_FAILURE_TIME = "push_failure_time_seconds"
+PUSH_FAILURE_TIME_HELP = "Last Unix time when changing this group in the Pushgateway failed."
+TIME_FAMILIES = {PUSH_TIME: PUSH_TIME_HELP, PUSH_FAILURE_TIME: PUSH_FAILURE_TIME_HELP}
+
+
+@dataclass(slots=True)
+class StoredFamily:
+    """One family of one group, as pushed, with its samples rendered."""
+
+    name: str
+    type: str
+    help: str
+    lines: bytes
+    hashes: array  # series_hash of each metric, to keep the index exact on removal
+    pushed_at: float
+
+
+@dataclass(slots=True)
+class Group:
+    """The families pushed under one grouping key."""
+
+    labels: dict[str, str]
+    families: dict[str, StoredFamily] = field(default_factory=dict)
+    push_time: float = 0.0
+    failure_time: float = 0.0
+
+    @property
+    def last_push_successful(self) -> bool:
+        return self.failure_time <= self.push_time
+
+
+@dataclass(slots=True)
+class _NameEntry:
+    """Every stored family of one name, across groups."""
+
+    type: str
+    families: dict[GroupKey, StoredFamily] = field(default_factory=dict)
+    owners: dict[int, GroupKey] = field(default_factory=dict)  # series hash -> group
+
+
+class MetricStore:
+    """Pushed groups, the index by family name, and the cached scrape body."""
+
+    def __init__(
+        self,
+        reserved: dict[str, ReservedFamily] | None = None,
+        check_consistency: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.reserved = reserved or {}
+        self.check_consistency = check_consistency
+        self.clock = clock
+        self.groups: dict[GroupKey, Group] = {}
+        self.series_count = 0
+        self.generation = 0  # bumped on every change; lets callers cache derived views
+        self._names: dict[str, _NameEntry] = {}
+        self._blocks: dict[str, bytes] = {}
+        self._sorted_names: list[str] | None = None
+        self._body: tuple[frozenset[str], bytes] | None = None
+
+    # --- changes -------------------------------------------------------------
+
+    def push(self, grouping: dict[str, str], families: dict[str, MetricFamily], replace: bool) -> None:
+        """Store a push (PUT when ``replace``, else POST), or raise Inconsistency.
+
+        A rejected push still records its failure time on the group, creating the
+        group if needed, as the official does.
+        """
+        now = self.clock()
+        key = group_key(grouping)
+        families = {n: f for n, f in families.items() if n not in TIME_FAMILIES}
+        for family in families.values():
+            sanitize_labels(family, grouping)
+        hashes = {
+            name: array("q", (series_hash(name, m.labels) for m in family.metrics))
+            for name, family in families.items()
+        }
+        try:
+            if has_timestamps(families.values()):
+                raise Inconsistency(TIMESTAMPS_ERROR)
+            if self.check_consistency:
+                self._check(key, families, hashes, replace)
+        except Inconsistency:
+            self._record_failure(grouping, key, now)
+            raise
+        group = self._get_or_create(grouping, key)
+        if replace:
+            for name in [n for n in group.families if n not in TIME_FAMILIES]:
+                self._remove(key, group, name)
+        for name, family in families.items():
+            if name in group.families:
+                self._remove(key, group, name)
+            stored = StoredFamily(
+                name, family.type, family.help, render_metrics(family), hashes[name], now
+            )
+            self._add(key, group, stored)
+        group.push_time = now
+        self._set_time_family(key, group, PUSH_TIME, now, now)
+        if PUSH_FAILURE_TIME not in group.families:
+            self._set_time_family(key, group, PUSH_FAILURE_TIME, group.failure_time, now)
+        self.generation += 1
+
+    def delete(self, grouping: dict[str, str]) -> bool:
+        """Remove a group; False when there was none."""
+        key = group_key(grouping)
+        group = self.groups.pop(key, None)
+        if group is None:
+            return False
+        for name in list(group.families):
+            self._remove(key, group, name)
+        self.generation += 1
+        return True
+
+    def wipe(self) -> int:
+        """Remove every group; returns how many there were."""
+        count = len(self.groups)
+        for group in list(self.groups.values()):
+            self.delete(group.labels)
+        return count
+
+    # --- views ---------------------------------------------------------------
+
+    def has_family(self, name: str) -> bool:
+        return name in self._names
+
+    def family_names(self) -> list[str]:
+        if self._sorted_names is None:
+            self._sorted_names = sorted(self._names)
+        return self._sorted_names
+
+    def render(self, skip: frozenset[str] = frozenset()) -> bytes:
+        """The text exposition of every stored family but those in ``skip``.
+
+        The body is cached until the store changes; each family's block is
+        cached until that family changes, so re-rendering after a push only
+        re-joins the blocks.
+        """
+        if self._body is not None and self._body[0] == skip:
+            return self._body[1]
+        body = b"".join(self.family_block(n) for n in self.family_names() if n not in skip)
+        self._body = (skip, body)
+        return body
+
+    def family_block(self, name: str, with_header: bool = True) -> bytes:
+        """One family's header and the lines of every group that has it."""
+        if with_header:
+            block = self._blocks.get(name)
+            if block is not None:
+                return block
+        entry = self._names[name]
+        stored = [entry.families[k] for k in sorted(entry.families)]
+        lines = b"".join(s.lines for s in stored)
+        if not with_header:
+            return lines
+        help_text = next((s.help for s in stored if s.help), "")
+        block = render_header(name, entry.type, help_text) + lines
+        self._blocks[name] = block
+        return block
+
+    def metrics_of(self, stored: StoredFamily) -> list[Metric]:
+        """The metrics of a stored family, decoded again from its rendered lines."""
+        text = render_header(stored.name, stored.type, "") + stored.lines
+        family = parse_text(text).get(stored.name)
+        return family.metrics if family is not None else []
+
+    # --- internals -------------------------------------------------------------
+
+    def _check(
+        self,
+        key: GroupKey,
+        families: dict[str, MetricFamily],
+        hashes: dict[str, array],
+        replace: bool,
+    ) -> None:
+        def type_after_push(name: str) -> str | None:
+            """The type ``name`` keeps among the families this push leaves alone."""
+            reserved = self.reserved.get(name)
+            if reserved is not None:
+                return reserved.type
+            entry = self._names.get(name)
+            if entry is None:
+                return None
+            if len(entry.families) == 1 and key in entry.families and (replace or name in families):
+                return None
+            return entry.type
+
+        check_families(families, type_after_push, self.reserved)
+        for name, family in families.items():
+            entry = self._names.get(name)
+            if entry is None:
+                continue
+            for metric, h in zip(family.metrics, hashes[name]):
+                owner = entry.owners.get(h)
+                if owner is not None and owner != key and self._holds(owner, name, metric.labels):
+                    raise Inconsistency(duplicate_message(name, metric.labels))
+
+    def _holds(self, key: GroupKey, name: str, labels: dict[str, str]) -> bool:
+        """Whether group ``key`` really stores this series (hashes can collide)."""
+        stored = self._names[name].families[key]
+        return any(m.labels == labels for m in self.metrics_of(stored))
+
+    def _get_or_create(self, grouping: dict[str, str], key: GroupKey) -> Group:
+        group = self.groups.get(key)
+        if group is None:
+            group = Group(labels=dict(grouping))
+            self.groups[key] = group
+        return group
+
+    def _record_failure(self, grouping: dict[str, str], key: GroupKey, now: float) -> None:
+        group = self._get_or_create(grouping, key)
+        group.failure_time = now
+        self._set_time_family(key, group, PUSH_FAILURE_TIME, now, now)
+        if PUSH_TIME not in group.families:
+            self._set_time_family(key, group, PUSH_TIME, group.push_time, now)
+        self.generation += 1
+
+    def _set_time_family(self, key: GroupKey, group: Group, name: str, value: float, now: float) -> None:
+        labels = dict(group.labels)
+        family = MetricFamily(name, GAUGE, TIME_FAMILIES[name], [Metric(labels=labels, value=value)])
+        sanitize_labels(family, group.labels)
+        if name in group.families:
+            self._remove(key, group, name)
+        hashes = array("q", [series_hash(name, family.metrics[0].labels)])
+        self._add(key, group, StoredFamily(name, GAUGE, family.help, render_metrics(family), hashes, now))
+
+    def _add(self, key: GroupKey, group: Group, stored: StoredFamily) -> None:
+        group.families[stored.name] = stored
+        entry = self._names.get(stored.name)
+        if entry is None:
+            entry = self._names[stored.name] = _NameEntry(stored.type)
+            self._sorted_names = None
+        entry.families[key] = stored
+        for h in stored.hashes:
+            entry.owners[h] = key
+        if stored.name not in TIME_FAMILIES:
+            self.series_count += len(stored.hashes)
+        self._invalidate(stored.name)
+
+    def _remove(self, key: GroupKey, group: Group, name: str) -> None:
+        stored = group.families.pop(name)
+        entry = self._names[name]
+        del entry.families[key]
+        owners = entry.owners
+        for h in stored.hashes:
+            if owners.get(h) == key:
+                del owners[h]
+        if not entry.families:
+            del self._names[name]
+            self._sorted_names = None
+        if name not in TIME_FAMILIES:
+            self.series_count -= len(stored.hashes)
+        self._invalidate(name)
+
+    def _invalidate(self, name: str) -> None:
+        self._blocks.pop(name, None)
+        self._body = None
+
