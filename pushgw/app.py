@@ -33,12 +33,14 @@ def build_app(gateway: Gateway) -> Starlette:
         Route(telemetry, metrics.scrape, methods=["GET"]),
         Route(api + "/status", v1.status, methods=["GET"]),
         Route(api + "/metrics", v1.metrics, methods=["GET"]),
-        Route(api + "/{path:path}", v1.options, methods=["OPTIONS"]),
     ]
-    if prefix:
-        routes.append(Route("/-/quit", misc.quit_, methods=["GET"]))
     if settings.enable_admin_api:
         routes.append(Route(api + "/admin/wipe", v1.wipe, methods=ALL_METHODS))
+    # Any other method on an API path: OPTIONS is answered (CORS), the rest are
+    # 405 where a GET route exists and 404 elsewhere, as the official's router does.
+    routes.append(Route(api + "/{path:path}", v1.options, methods=ALL_METHODS))
+    if prefix:
+        routes.append(Route("/-/quit", misc.quit_, methods=["GET"]))
     known_paths = {r.path for r in routes if "{" not in r.path}
 
     async def on_http_error(request: Request, exc: Exception) -> Response:

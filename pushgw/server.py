@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 
 import uvicorn
@@ -35,6 +36,10 @@ def bind(address: str) -> socket.socket:
     return sock
 
 
+def _log_signal(sig: int, frame: object) -> None:
+    log.info("received SIGINT/SIGTERM; exited gracefully")
+
+
 def serve(settings: Settings) -> int:
     """Serve until SIGINT/SIGTERM or ``/-/quit``; returns the exit code."""
     log.info("starting pushgw", extra={"version": __version__})
@@ -60,6 +65,10 @@ def serve(settings: Settings) -> int:
     server = uvicorn.Server(config)
     for address in settings.listen_addresses:
         log.info("listening", extra={"address": address})
+    # uvicorn re-raises a caught SIGTERM/SIGINT to the handlers it found once it
+    # has shut down; make those a log line so a graceful stop exits 0, as the official does.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _log_signal)
     server.run(sockets=sockets)
     log.info("HTTP server stopped")
     return 0

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from pushgw import __version__
 from pushgw.config import flag_values
 from pushgw.exposition.text_render import format_value
-from pushgw.handler.responses import empty, method_not_allowed
+from pushgw.handler.responses import empty, method_not_allowed, not_found
 from pushgw.model import HISTOGRAM, SUMMARY, Metric
 from pushgw.storage.store import Group, MetricStore
 
@@ -58,6 +58,11 @@ async def metrics(request: Request) -> Response:
 
 
 async def options(request: Request) -> Response:
+    """CORS pre-flight for every API path; other methods on unknown API paths are 404."""
+    if request.method != "OPTIONS":
+        if request.path_params["path"] in ("status", "metrics"):
+            return method_not_allowed("GET, OPTIONS")
+        return not_found()
     request.app.state.gateway.count_request("api/v1/options", request.method, 200)
     return Response(b"", headers=CORS_HEADERS)
 

@@ -1,0 +1,202 @@
+"""The HTTP API through a real pushgw process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import signal
+
+import requests
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import delete_from_gateway, push_to_gateway, pushadd_to_gateway
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def pushed_samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Samples of /metrics that came from pushes (own metrics and push times left out)."""
+    body = requests.get(url + "/metrics", timeout=5).text
+    result = {}
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            if s.name.startswith(("process_", "python_", "pushgateway_", "push_")):
+                continue
+            result[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return result
+
+
+def b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def test_push_scrape_delete_cycle(clean_pushgw):
+    url = clean_pushgw.url
+    r = requests.put(url + "/metrics/job/batch/instance/host1", data=b"# TYPE done counter\ndone 3\n")
+    assert r.status_code == 200 and r.text == ""
+    assert pushed_samples(url) == {("done_total", (("instance", "host1"), ("job", "batch"))): 3.0}
+    r = requests.delete(url + "/metrics/job/batch/instance/host1")
+    assert r.status_code == 202
+    assert pushed_samples(url) == {}
+    assert requests.delete(url + "/metrics/job/never").status_code == 202
+
+
+def test_delete_of_job_leaves_groups_with_more_labels(clean_pushgw):
+    url = clean_pushgw.url
+    requests.put(url + "/metrics/job/x", data=b"a 1\n")
+    requests.put(url + "/metrics/job/x/instance/y", data=b"b 1\n")
+    requests.delete(url + "/metrics/job/x")
+    assert set(pushed_samples(url)) == {("b", (("instance", "y"), ("job", "x")))}
+
+
+def test_base64_percent_and_plus_in_grouping_key(clean_pushgw):
+    url = clean_pushgw.url
+    path = f"/metrics/job@base64/{b64('a/b')}/path@base64/{b64('/var/tmp')}=/empty@base64/=/p/a%20b+c"
+    assert requests.put(url + path, data=b"m 1\n").status_code == 200
+    labels = (("empty", ""), ("instance", ""), ("job", "a/b"), ("p", "a b+c"), ("path", "/var/tmp"))
+    assert pushed_samples(url) == {("m", labels): 1.0}
+
+
+def test_bad_requests_are_400_with_text_and_change_nothing(clean_pushgw):
+    url = clean_pushgw.url
+    requests.put(url + "/metrics/job/keep", data=b"k 1\n")
+    before = pushed_samples(url)
+    cases = [
+        ("/metrics/job/j", b"m 1"),  # no final newline
+        ("/metrics/job/j", b"m 1\r\n"),
+        ("/metrics/job/j", b"m abc\n"),
+        ("/metrics/job/j", b'm{a="\\q"} 1\n'),
+        ("/metrics/job/j/a", b"m 1\n"),  # odd components
+        ("/metrics/job/j/__a/b", b"m 1\n"),
+        ("/metrics/job/j/a-b/c", b"m 1\n"),
+        ("/metrics/job@base64/=", b"m 1\n"),
+        ("/metrics/job@base64/!!", b"m 1\n"),
+        ("/metrics/job/j/%FF/x", b"m 1\n"),
+        ("/metrics/job/keep", b"k{x=\"1\"} 1\nk{x=\"1\"} 2\n"),  # duplicate series
+        ("/metrics/job/keep", b"k 1 12345\n"),  # timestamp
+    ]
+    for path, body in cases:
+        r = requests.put(url + path, data=body)
+        assert r.status_code == 400, (path, body, r.status_code)
+        assert r.headers["content-type"].startswith("text/plain") and r.text.strip(), (path, body)
+    assert pushed_samples(url) == before
+
+
+def test_inconsistent_push_sets_failure_time_and_last_push_successful(clean_pushgw):
+    url = clean_pushgw.url
+    requests.put(url + "/metrics/job/a", data=b"# TYPE m counter\nm 1\n")
+    r = requests.put(url + "/metrics/job/b", data=b"# TYPE m gauge\nm 1\n")
+    assert r.status_code == 400
+    assert r.text.startswith("pushed metrics are invalid or inconsistent with existing metrics:")
+    groups = {g["labels"]["job"]: g for g in requests.get(url + "/api/v1/metrics").json()["data"]}
+    assert groups["a"]["last_push_successful"] is True
+    assert groups["b"]["last_push_successful"] is False
+    assert groups["b"]["push_time_seconds"]["metrics"][0]["value"] == "0"
+    assert float(groups["b"]["push_failure_time_seconds"]["metrics"][0]["value"]) > 0
+
+
+def test_gzip_push_and_gzip_scrape(clean_pushgw):
+    url = clean_pushgw.url
+    r = requests.put(
+        url + "/metrics/job/z",
+        data=gzip.compress(b"zipped 1\n"),
+        headers={"Content-Encoding": "GZIP"},
+    )
+    assert r.status_code == 200
+    r = requests.put(url + "/metrics/job/z", data=b"not gzip", headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 400
+    raw = requests.get(url + "/metrics", headers={"Accept-Encoding": "gzip"}, stream=True).raw.read()
+    assert b"zipped{" in gzip.decompress(raw)
+
+
+def test_methods_and_redirects(clean_pushgw):
+    url = clean_pushgw.url
+    assert requests.get(url + "/metrics/job/x").status_code == 405
+    assert requests.patch(url + "/metrics/job/x").status_code == 405
+    r = requests.put(url + "/metrics/job/", allow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (307, "/metrics/job")
+    r = requests.put(url + "/metrics/job//instance/i", allow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (301, "/metrics/job/instance/i")
+    assert requests.get(url + "/nope").status_code == 404
+
+
+def test_health_ready_status_and_admin(clean_pushgw, make_pushgw):
+    url = clean_pushgw.url
+    assert requests.get(url + "/-/healthy").text == "OK"
+    assert requests.get(url + "/-/ready").text == "OK"
+    status = requests.get(url + "/api/v1/status").json()
+    assert status["status"] == "success"
+    assert status["data"]["flags"]["web.enable-admin-api"] == "true"
+    assert status["data"]["flags"]["persistence.interval"] == "5m0s"
+    requests.put(url + "/metrics/job/w", data=b"w 1\n")
+    assert requests.put(url + "/api/v1/admin/wipe").status_code == 202
+    assert requests.get(url + "/api/v1/metrics").json()["data"] == []
+    assert requests.post(url + "/api/v1/admin/wipe").status_code == 405
+    plain = make_pushgw()
+    assert requests.put(plain.url + "/api/v1/admin/wipe").status_code == 404
+    r = requests.put(plain.url + "/-/quit")
+    assert (r.status_code, r.text) == (403, "Lifecycle API is not enabled.")
+    r = requests.get(plain.url + "/-/quit")
+    assert (r.status_code, r.text) == (405, "Only POST or PUT requests allowed.")
+
+
+def test_quit_with_lifecycle_exits_zero(make_pushgw):
+    server = make_pushgw("--web.enable-lifecycle")
+    r = requests.post(server.url + "/-/quit")
+    assert (r.status_code, r.text) == (200, "Requesting termination... Goodbye!")
+    assert server.wait(10) == 0
+
+
+def test_sigterm_is_a_graceful_exit(make_pushgw):
+    server = make_pushgw()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.wait(10) == 0
+
+
+def test_route_prefix_and_telemetry_path(make_pushgw):
+    server = make_pushgw("--web.route-prefix=/pg", "--web.telemetry-path=/scrape")
+    base = server.url
+    assert requests.put(base + "/pg/metrics/job/p", data=b"p 1\n").status_code == 200
+    assert "p{" in requests.get(base + "/pg/scrape").text
+    assert requests.get(base + "/metrics").status_code == 404
+    assert requests.get(base + "/pg/api/v1/metrics").json()["data"][0]["labels"] == {"job": "p"}
+    assert requests.get(base + "/pg/-/healthy").status_code == 200
+
+
+def test_disable_consistency_check_answers_202(make_pushgw):
+    server = make_pushgw("--push.disable-consistency-check")
+    assert requests.put(server.url + "/metrics/job/a", data=b"m 1\n").status_code == 202
+    assert requests.put(server.url + "/metrics/job/b", data=b"m 1 123\n").status_code == 202
+    assert requests.put(server.url + "/metrics/job/b", data=b"bad").status_code == 400
+
+
+def test_self_metrics_count_requests_and_store_size(clean_pushgw):
+    url = clean_pushgw.url
+    requests.put(url + "/metrics/job/s", data=b"a 1\nb 2\n")
+    families = {f.name: f for f in text_string_to_metric_families(requests.get(url + "/metrics").text)}
+    assert families["pushgateway_metric_groups"].samples[0].value == 1
+    assert families["pushgateway_stored_series"].samples[0].value == 2
+    codes = {
+        (s.labels["handler"], s.labels["code"], s.labels["method"])
+        for s in families["pushgateway_http_requests"].samples
+    }
+    assert ("push", "200", "put") in codes
+    assert "pushgateway_build_info" in families
+    assert "process_resident_memory_bytes" in families
+
+
+def test_prometheus_client_push_functions_with_base64_grouping_key(clean_pushgw):
+    address = clean_pushgw.url
+    registry = CollectorRegistry()
+    Counter("jobs_done", "Jobs done.", registry=registry).inc(3)
+    Histogram("job_seconds", "Job time.", buckets=[1, 5], registry=registry).observe(2)
+    grouping = {"path": "/var/tmp", "empty": ""}
+    push_to_gateway(address, job="cleaner/daily", registry=registry, grouping_key=grouping)
+    other = CollectorRegistry()
+    Gauge("last_success", "Last success.", registry=other).set(1.5e9)
+    pushadd_to_gateway(address, job="cleaner/daily", registry=other, grouping_key=grouping)
+    samples = pushed_samples(address)
+    key = (("empty", ""), ("instance", ""), ("job", "cleaner/daily"), ("path", "/var/tmp"))
+    assert samples[("jobs_done_total", key)] == 3.0
+    assert samples[("last_success", key)] == 1.5e9
+    assert samples[("job_seconds_bucket", tuple(sorted(key + (("le", "5"),))))] == 1.0
+    delete_from_gateway(address, job="cleaner/daily", grouping_key=grouping)
+    assert pushed_samples(address) == {}

@@ -1,0 +1,206 @@
+"""The metric store: push semantics, the consistency check, the scrape body."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pushgw.exposition.text_parser import parse_text
+from pushgw.storage import consistency, store as store_module
+from pushgw.storage.consistency import Inconsistency, ReservedFamily
+from pushgw.storage.store import MetricStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        self.now += 1
+        return self.now
+
+
+@pytest.fixture
+def store() -> MetricStore:
+    reserved = {
+        "pushgateway_build_info": ReservedFamily("gauge", "build info", strict_help=False),
+        "pushgateway_http_requests_total": ReservedFamily("counter", "requests", strict_help=True),
+        "own_summary": ReservedFamily("summary", "own", strict_help=False),
+    }
+    return MetricStore(reserved=reserved, clock=Clock())
+
+
+def push(store: MetricStore, text: str, replace: bool = True, **grouping: str) -> None:
+    store.push(grouping or {"job": "j"}, parse_text(text.encode()), replace)
+
+
+def samples(store: MetricStore) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the scrape body, push times left out."""
+    result = {}
+    for family in text_string_to_metric_families(store.render().decode()):
+        for s in family.samples:
+            if not s.name.startswith("push_"):
+                result[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return result
+
+
+def test_put_replaces_group_and_post_replaces_only_pushed_families(store):
+    push(store, "a 1\nb 2\n", job="j")
+    push(store, "b 3\n", replace=False, job="j")
+    assert samples(store) == {
+        ("a", (("instance", ""), ("job", "j"))): 1.0,
+        ("b", (("instance", ""), ("job", "j"))): 3.0,
+    }
+    push(store, "c 4\n", job="j")
+    assert samples(store) == {("c", (("instance", ""), ("job", "j"))): 4.0}
+
+
+def test_grouping_labels_win_and_instance_is_added(store):
+    push(store, 'x{job="other",k="v"} 1\ny{instance="body"} 2\n', job="j")
+    assert samples(store) == {
+        ("x", (("instance", ""), ("job", "j"), ("k", "v"))): 1.0,
+        ("y", (("instance", "body"), ("job", "j"))): 2.0,
+    }
+
+
+def test_empty_put_empties_group_but_keeps_it(store):
+    push(store, "a 1\n", job="j")
+    push(store, "", job="j")
+    assert samples(store) == {}
+    assert len(store.groups) == 1
+    assert store.series_count == 0
+
+
+def test_type_conflict_across_groups_rejected_and_failure_recorded(store):
+    push(store, "# TYPE m counter\nm 1\n", job="a")
+    with pytest.raises(Inconsistency, match="type"):
+        push(store, "# TYPE m gauge\nm 1\n", job="b")
+    group = store.groups[(("job", "b"),)]
+    assert group.push_time == 0 and group.failure_time > 0
+    assert not group.last_push_successful
+    assert "m" not in group.families
+
+
+def test_type_change_allowed_when_the_group_is_the_only_holder(store):
+    push(store, "# TYPE m counter\nm 1\n", job="a")
+    push(store, "# TYPE m gauge\nm 1\n", job="a")
+    assert store.groups[(("job", "a"),)].families["m"].type == "gauge"
+
+
+def test_post_keeps_other_families_in_the_type_check(store):
+    push(store, "# TYPE m counter\nm 1\n", job="a")
+    push(store, "# TYPE m gauge\nm 1\n", job="a", replace=False)  # m is replaced: fine
+    push(store, "# TYPE n summary\nn_sum 1\nn_count 1\n", job="a", replace=False)
+    with pytest.raises(Inconsistency, match="collides"):
+        push(store, "n_count 2\n", job="a", replace=False)
+    # A PUT drops n, so n_count no longer collides.
+    push(store, "n_count 2\n", job="a")
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n", "h_count 1\n"),
+        ("# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n", "h_bucket 1\n"),
+        ("h_sum 1\n", "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n"),
+        ("# TYPE s summary\ns_sum 1\ns_count 1\n", "s_sum 1\n"),
+        ("s_count 1\n", "# TYPE s summary\ns_sum 1\ns_count 1\n"),
+    ],
+)
+def test_derived_name_collisions_rejected_in_both_orders(store, first, second):
+    push(store, first, job="a")
+    with pytest.raises(Inconsistency, match="collides"):
+        push(store, second, job="b")
+
+
+def test_summary_bucket_and_counter_total_do_not_collide(store):
+    push(store, "# TYPE s summary\ns_sum 1\ns_count 1\n", job="a")
+    push(store, "s_bucket 1\n", job="b")
+    push(store, "# TYPE ct_total counter\nct_total 1\nct 2\n", job="c")
+
+
+def test_duplicate_within_push_after_grouping_labels_rejected(store):
+    with pytest.raises(Inconsistency, match="same name and label values"):
+        push(store, 'x{job="a"} 1\nx{job="b"} 2\n', job="j")
+
+
+def test_duplicate_across_groups_rejected(store):
+    push(store, "x 1\n", job="j", instance="i")
+    with pytest.raises(Inconsistency, match="same name and label values"):
+        push(store, 'x{instance="i"} 2\n', job="j")
+    # Replacing the same series in its own group is fine.
+    push(store, "x 3\n", job="j", instance="i")
+
+
+def test_hash_collisions_do_not_reject_distinct_series(store, monkeypatch):
+    monkeypatch.setattr(store_module, "series_hash", lambda name, labels: 42)
+    push(store, "x 1\n", job="a")
+    push(store, "x 1\n", job="b")  # same hash, other labels: accepted
+    assert len(samples(store)) == 2
+    with pytest.raises(Inconsistency):  # the owner of the hash really holds it
+        push(store, "x 1\n", job="b", instance="")
+
+
+def test_reserved_names_need_their_type_and_strict_help(store):
+    with pytest.raises(Inconsistency, match="should have GAUGE"):
+        push(store, "pushgateway_build_info 1\n")
+    push(store, "# TYPE pushgateway_build_info gauge\npushgateway_build_info 1\n")
+    with pytest.raises(Inconsistency, match="help"):
+        push(store, "# TYPE pushgateway_http_requests_total counter\npushgateway_http_requests_total 1\n")
+    push(
+        store,
+        "# HELP pushgateway_http_requests_total requests\n"
+        "# TYPE pushgateway_http_requests_total counter\npushgateway_http_requests_total 1\n",
+    )
+    with pytest.raises(Inconsistency, match="collides"):
+        push(store, "own_summary_count 1\n", job="b")
+
+
+def test_timestamps_rejected_and_body_time_families_ignored(store):
+    with pytest.raises(Inconsistency, match=consistency.TIMESTAMPS_ERROR):
+        push(store, "x 1 1000\n")
+    push(store, "# TYPE push_time_seconds counter\npush_time_seconds 5\n")
+    group = store.groups[(("job", "j"),)]
+    assert group.families["push_time_seconds"].type == "gauge"
+    assert group.push_time > 5
+
+
+def test_delete_and_wipe_keep_index_exact(store):
+    push(store, "# TYPE m counter\nm 1\n", job="a")
+    push(store, "# TYPE m counter\nm 1\n", job="b")
+    assert store.delete({"job": "a"})
+    assert not store.delete({"job": "a"})
+    with pytest.raises(Inconsistency):
+        push(store, "# TYPE m gauge\nm 1\n", job="c")
+    store.wipe()
+    assert store.groups == {} and store.series_count == 0 and store.render() == b""
+    push(store, "# TYPE m gauge\nm 1\n", job="c")
+
+
+def test_scrape_body_merges_families_and_is_cached(store):
+    push(store, "# HELP m first\n# TYPE m gauge\nm 1\n", job="a")
+    push(store, "# HELP m second\n# TYPE m gauge\nm 2\n", job="b")
+    body = store.render()
+    assert body.count(b"# TYPE m gauge") == 1
+    assert store.render() is body
+    push(store, "# TYPE m gauge\nm 3\n", job="b")
+    assert store.render() is not body
+    assert samples(store)[("m", (("instance", ""), ("job", "b")))] == 3.0
+
+
+def test_metrics_of_decodes_stored_family(store):
+    push(store, '# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 3\nh_sum 4\nh_count 3\n')
+    stored = store.groups[(("job", "j"),)].families["h"]
+    (metric,) = store.metrics_of(stored)
+    assert metric.labels == {"instance": "", "job": "j"}
+    assert metric.buckets == [(1.0, 2), (float("inf"), 3)]
+    assert (metric.count, metric.sum) == (3, 4.0)
+
+
+def test_unchecked_store_accepts_inconsistent_but_not_timestamps():
+    store = MetricStore(check_consistency=False, clock=Clock())
+    push(store, "# TYPE m counter\nm 1\n", job="a")
+    push(store, "# TYPE m gauge\nm 1\n", job="b")
+    with pytest.raises(Inconsistency):
+        push(store, "x 1 1000\n", job="c")
+    assert "x" not in store.groups[(("job", "c"),)].families
