@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -51,7 +53,17 @@ def build_app(gateway: Gateway) -> Starlette:
             return _trailing_slash_redirect(request, known_paths) or not_found()
         return text_error(exc.detail, exc.status_code)
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: on_http_error})
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = Starlette(
+        routes=routes, exception_handlers={HTTPException: on_http_error}, lifespan=lifespan
+    )
     app.state.gateway = gateway
     app.add_middleware(CleanPathMiddleware)
     return app

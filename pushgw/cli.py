@@ -16,10 +16,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     setup_logging(settings.log_level, settings.log_format)
     from pushgw.server import serve  # after logging, so start-up messages are formatted
+    from pushgw.storage.sqlite import DatabaseError
 
     try:
         return serve(settings)
-    except OSError as err:
+    except (OSError, DatabaseError) as err:
         print(f"pushgw: error: {err}", file=sys.stderr)
         return 1
 

@@ -77,7 +77,9 @@ FLAGS: tuple[Flag, ...] = (
     Flag("persistence.file", "persistence_file", "string", "",
          "File the metrics are saved to; empty keeps them in memory only."),
     Flag("persistence.interval", "persistence_interval", "duration", "5m",
-         "Minimum time between writes of the persistence file."),
+         "Accepted for compatibility; pushgw commits every change before answering."),
+    Flag("metric.timetolive", "metric_timetolive", "duration", "0",
+         "Default time to live of a group after its last successful push; 0 keeps groups forever."),
     Flag("push.disable-consistency-check", "disable_consistency_check", "bool", "false",
          "Accept pushes without checking their consistency. Dangerous."),
     Flag("push.enable-utf8-names", "enable_utf8_names", "bool", "false",
@@ -107,7 +109,8 @@ class Settings:
     enable_lifecycle: bool = False
     enable_admin_api: bool = False
     persistence_file: str = ""
-    persistence_interval: float = 300.0  # seconds; <= 0 means "write at once"
+    persistence_interval: float = 300.0  # seconds; accepted, unused: every change is committed
+    metric_timetolive: float = 0.0  # seconds; 0 means groups never expire
     disable_consistency_check: bool = False
     enable_utf8_names: bool = False
     log_level: str = "info"

@@ -20,7 +20,7 @@ from prometheus_client import (
     ProcessCollector,
     Summary,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric as ClientFamily
 
 from pushgw import __version__
@@ -41,7 +41,7 @@ _TYPES = {
 class GatewayMetrics:
     """Request instrumentation, build info, process and store-size metrics."""
 
-    def __init__(self, store_size: Callable[[], tuple[int, int]]) -> None:
+    def __init__(self, store_size: Callable[[], tuple[int, int, int]]) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -87,13 +87,13 @@ class GatewayMetrics:
 
 
 class _StoreSizeCollector:
-    """Gauges the official lacks: how many groups and series are stored."""
+    """Metrics the official lacks: groups and series stored, groups expired."""
 
-    def __init__(self, store_size: Callable[[], tuple[int, int]]) -> None:
+    def __init__(self, store_size: Callable[[], tuple[int, int, int]]) -> None:
         self._store_size = store_size
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        groups, series = self._store_size()
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        groups, series, expired = self._store_size()
         yield GaugeMetricFamily(
             "pushgateway_metric_groups", "Number of metric groups stored.", value=groups
         )
@@ -101,6 +101,11 @@ class _StoreSizeCollector:
             "pushgateway_stored_series",
             "Number of series stored, not counting push_time_seconds and push_failure_time_seconds.",
             value=series,
+        )
+        yield CounterMetricFamily(
+            "pushgateway_groups_expired",
+            "Groups removed because their time to live ran out.",
+            value=expired,
         )
 
 

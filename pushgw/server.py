@@ -12,6 +12,7 @@ from pushgw import __version__
 from pushgw.app import build_app
 from pushgw.config import Settings, split_listen_address
 from pushgw.gateway import Gateway
+from pushgw.storage.sqlite import check_file
 
 log = logging.getLogger("pushgw")
 
@@ -43,6 +44,8 @@ def _log_signal(sig: int, frame: object) -> None:
 def serve(settings: Settings) -> int:
     """Serve until SIGINT/SIGTERM or ``/-/quit``; returns the exit code."""
     log.info("starting pushgw", extra={"version": __version__})
+    if settings.persistence_file:
+        check_file(settings.persistence_file)  # refuse a foreign or broken file before serving
     sockets = [bind(address) for address in settings.listen_addresses]
     server: uvicorn.Server | None = None
 
@@ -56,7 +59,7 @@ def serve(settings: Settings) -> int:
         build_app(gateway),
         loop="auto",
         http="auto",
-        lifespan="off",
+        lifespan="on",
         log_config=None,
         access_log=False,
         server_header=False,

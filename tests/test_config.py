@@ -27,8 +27,9 @@ from servers import free_port
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
 
 # What the official (1.5.1 and HEAD) shows on /api/v1/status with no flags,
-# plus push.enable-utf8-names (HEAD) and config.file (pushgw only).
+# plus push.enable-utf8-names (HEAD), config.file and metric.timetolive (pushgw only).
 OFFICIAL_DEFAULT_STATUS_FLAGS = {
+    "metric.timetolive": "0s",
     "log.format": "logfmt",
     "log.level": "info",
     "persistence.file": "",

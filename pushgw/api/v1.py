@@ -12,9 +12,10 @@ from starlette.responses import Response
 from pushgw import __version__
 from pushgw.config import flag_values
 from pushgw.exposition.text_render import format_value
-from pushgw.handler.responses import empty, method_not_allowed, not_found
+from pushgw.handler.responses import empty, method_not_allowed, not_found, text_error
 from pushgw.model import HISTOGRAM, SUMMARY, Metric
 from pushgw.storage.store import Group, MetricStore
+from pushgw.storage.writer import PersistenceError
 
 CORS_HEADERS = {
     "Access-Control-Allow-Headers": "Accept, Authorization, Content-Type, Origin",
@@ -52,6 +53,8 @@ async def status(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     gateway = request.app.state.gateway
+    await gateway.wait_ready()
+    gateway.expire()
     gateway.count_request("api/v1/metrics", request.method, 200)
     store = gateway.store
     return _respond([group_json(store, g) for g in store.groups.values()])
@@ -71,7 +74,12 @@ async def wipe(request: Request) -> Response:
     gateway = request.app.state.gateway
     if request.method != "PUT":
         return method_not_allowed("PUT")
-    gateway.store.wipe()
+    await gateway.wait_ready()
+    try:
+        await gateway.commit(gateway.store.wipe())
+    except PersistenceError as err:
+        gateway.count_request("wipe", request.method, 503)
+        return text_error(f"could not persist the wipe, nothing was deleted: {err}", 503)
     gateway.count_request("wipe", request.method, 202)
     return empty(202)
 
@@ -82,6 +90,9 @@ def group_json(store: MetricStore, group: Group) -> dict[str, object]:
         "labels": group.labels,
         "last_push_successful": group.last_push_successful,
     }
+    if group.ttl > 0:  # pushgw only: when the group goes if nobody pushes to it
+        result["ttl_seconds"] = group.ttl
+        result["expires_at"] = rfc3339(group.expires_at)
     for name, stored in group.families.items():
         family: dict[str, object] = {
             "time_stamp": rfc3339(stored.pushed_at),

@@ -14,6 +14,8 @@ TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
 async def scrape(request: Request) -> Response:
     gateway = request.app.state.gateway
+    await gateway.wait_ready()
+    gateway.expire()
     body = exposition(gateway)
     headers = {}
     if "gzip" in request.headers.get("accept-encoding", "").lower():

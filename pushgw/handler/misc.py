@@ -10,6 +10,10 @@ from pushgw.handler.responses import text, text_error
 
 async def healthy(request: Request) -> Response:
     gateway = request.app.state.gateway
+    problem = gateway.health_problem()
+    if problem is not None:
+        gateway.count_request("healthy", request.method, 500)
+        return text_error(problem, 500)
     gateway.count_request("healthy", request.method, 200)
     return text("OK")
 

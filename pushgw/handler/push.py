@@ -13,7 +13,9 @@ from starlette.responses import RedirectResponse, Response
 from pushgw.exposition.text_parser import ParseError, parse_text
 from pushgw.grouping import BASE64_SUFFIX, GroupingError, format_group, parse_grouping_labels
 from pushgw.handler.responses import empty, method_not_allowed, not_found, text_error
-from pushgw.storage.consistency import Inconsistency
+from pushgw.config import parse_duration
+from pushgw.storage.store import PushRejected
+from pushgw.storage.writer import PersistenceError
 
 log = logging.getLogger("pushgw.push")
 
@@ -21,6 +23,7 @@ PUSH_METHODS = ("PUT", "POST", "DELETE")
 # Decompressed pushes larger than this are refused rather than inflated in memory.
 MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024
 PROTOBUF_MEDIA_TYPE = "application/vnd.google.protobuf"
+TTL_HEADER = "Pushgateway-TTL"
 
 
 class BodyError(ValueError):
@@ -70,12 +73,17 @@ async def _handle(request: Request, gateway) -> Response:
         log.debug("invalid grouping key", extra={"path": path, "err": str(err)})
         return text_error(str(err), 400)
 
+    await gateway.wait_ready()
     if request.method == "DELETE":
-        gateway.store.delete(grouping)
+        try:
+            await gateway.commit(gateway.store.delete(grouping))
+        except PersistenceError as err:
+            return _not_persisted(err, grouping, request.method)
         return empty(202)
 
     body = await request.body()
     try:
+        ttl = _ttl(request.headers.get(TTL_HEADER))
         body = _decode_body(body, request.headers.get("content-encoding", ""))
         if request.headers.get("content-type", "").split(";")[0].strip().lower() == PROTOBUF_MEDIA_TYPE:
             raise BodyError("protobuf pushes are not supported yet; push the text format")
@@ -90,17 +98,44 @@ async def _handle(request: Request, gateway) -> Response:
 
     unchecked = not gateway.store.check_consistency
     try:
-        gateway.store.push(grouping, families, replace=request.method == "PUT")
-    except Inconsistency as err:
+        change = gateway.store.push(grouping, families, request.method == "PUT", ttl)
+    except PushRejected as err:
         log.error(
             "pushed metrics are invalid or inconsistent with existing metrics",
             extra={"group": format_group(grouping), "method": request.method, "err": str(err)},
         )
-        if not unchecked:
-            return text_error(
-                f"pushed metrics are invalid or inconsistent with existing metrics: {err}", 400
-            )
+        try:
+            await gateway.commit(err.change)  # the failure time is state too
+        except PersistenceError:
+            pass  # the push is refused either way; the writer has logged the disk problem
+        if unchecked:
+            return empty(202)
+        return text_error(f"pushed metrics are invalid or inconsistent with existing metrics: {err}", 400)
+    try:
+        await gateway.commit(change)
+    except PersistenceError as err:
+        return _not_persisted(err, grouping, request.method)
     return empty(202 if unchecked else 200)
+
+
+def _not_persisted(err: PersistenceError, grouping: dict[str, str], method: str) -> Response:
+    log.error(
+        "change not persisted", extra={"group": format_group(grouping), "method": method, "err": str(err)}
+    )
+    return text_error(f"could not persist the change, nothing was changed: {err}", 503)
+
+
+def _ttl(header: str | None) -> float | None:
+    """The per-push time to live from the ``Pushgateway-TTL`` header (None: the default)."""
+    if header is None:
+        return None
+    try:
+        ttl = parse_duration(header.strip())
+    except ValueError as err:
+        raise BodyError(f"invalid {TTL_HEADER} header {header!r}: {err}") from None
+    if ttl < 0:
+        raise BodyError(f"invalid {TTL_HEADER} header {header!r}: must not be negative")
+    return ttl
 
 
 def _decode_body(body: bytes, content_encoding: str) -> bytes:

@@ -11,9 +11,11 @@ no locks: a check and the change it guards happen in one synchronous call.
 
 from __future__ import annotations
 
+import heapq
+import math
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pushgw.exposition.text_parser import parse_text
@@ -36,6 +38,15 @@ PUSH_TIME_HELP = "Last Unix time when changing this group in the Pushgateway suc
 PUSH_FAILURE_TIME = "push_failure_time_seconds"
 PUSH_FAILURE_TIME_HELP = "Last Unix time when changing this group in the Pushgateway failed."
 TIME_FAMILIES = {PUSH_TIME: PUSH_TIME_HELP, PUSH_FAILURE_TIME: PUSH_FAILURE_TIME_HELP}
+TIME_NAMES = frozenset(TIME_FAMILIES)
+
+
+class PushRejected(Inconsistency):
+    """A push that failed the check; ``change`` records its failure time on the group."""
+
+    def __init__(self, message: str, change: Change) -> None:
+        super().__init__(message)
+        self.change = change
 
 
 @dataclass(slots=True)
@@ -58,10 +69,36 @@ class Group:
     families: dict[str, StoredFamily] = field(default_factory=dict)
     push_time: float = 0.0
     failure_time: float = 0.0
+    ttl: float = 0.0  # seconds after the last successful push; 0: never expires
 
     @property
     def last_push_successful(self) -> bool:
         return self.failure_time <= self.push_time
+
+    @property
+    def expires_at(self) -> float:
+        """When the group expires; a group never pushed successfully counts from its failure."""
+        if self.ttl <= 0:
+            return math.inf
+        return (self.push_time or self.failure_time) + self.ttl
+
+    def snapshot(self) -> Group:
+        """A copy that survives later changes (stored families are never mutated)."""
+        return Group(dict(self.labels), dict(self.families), self.push_time, self.failure_time, self.ttl)
+
+
+@dataclass(slots=True)
+class Change:
+    """One change to one group, as the persistence layer needs it.
+
+    ``before`` is the group as it was (None if it did not exist), to undo the
+    change when it cannot be made durable; ``names`` are the families the
+    change wrote (None: all of them, or the whole group went).
+    """
+
+    key: GroupKey
+    before: Group | None
+    names: frozenset[str] | None
 
 
 @dataclass(slots=True)
@@ -81,12 +118,16 @@ class MetricStore:
         reserved: dict[str, ReservedFamily] | None = None,
         check_consistency: bool = True,
         clock: Callable[[], float] = time.time,
+        default_ttl: float = 0.0,
     ) -> None:
         self.reserved = reserved or {}
         self.check_consistency = check_consistency
         self.clock = clock
+        self.default_ttl = default_ttl
         self.groups: dict[GroupKey, Group] = {}
         self.series_count = 0
+        self.expired_total = 0
+        self._expiry: list[tuple[float, GroupKey]] = []  # heap; stale entries skipped
         self.generation = 0  # bumped on every change; lets callers cache derived views
         self._names: dict[str, _NameEntry] = {}
         self._blocks: dict[str, bytes] = {}
@@ -95,11 +136,18 @@ class MetricStore:
 
     # --- changes -------------------------------------------------------------
 
-    def push(self, grouping: dict[str, str], families: dict[str, MetricFamily], replace: bool) -> None:
-        """Store a push (PUT when ``replace``, else POST), or raise Inconsistency.
+    def push(
+        self,
+        grouping: dict[str, str],
+        families: dict[str, MetricFamily],
+        replace: bool,
+        ttl: float | None = None,
+    ) -> Change:
+        """Store a push (PUT when ``replace``, else POST), or raise PushRejected.
 
         A rejected push still records its failure time on the group, creating the
-        group if needed, as the official does.
+        group if needed, as the official does; the exception carries that change.
+        ``ttl`` None means the default time to live.
         """
         now = self.clock()
         key = group_key(grouping)
@@ -115,9 +163,9 @@ class MetricStore:
                 raise Inconsistency(TIMESTAMPS_ERROR)
             if self.check_consistency:
                 self._check(key, families, hashes, replace)
-        except Inconsistency:
-            self._record_failure(grouping, key, now)
-            raise
+        except Inconsistency as err:
+            raise PushRejected(str(err), self._record_failure(grouping, key, now)) from None
+        before = self._snapshot(key)
         group = self._get_or_create(grouping, key)
         if replace:
             for name in [n for n in group.families if n not in TIME_FAMILIES]:
@@ -130,28 +178,74 @@ class MetricStore:
             )
             self._add(key, group, stored)
         group.push_time = now
+        group.ttl = self.default_ttl if ttl is None else ttl
+        self._schedule_expiry(key, group)
         self._set_time_family(key, group, PUSH_TIME, now, now)
         if PUSH_FAILURE_TIME not in group.families:
             self._set_time_family(key, group, PUSH_FAILURE_TIME, group.failure_time, now)
         self.generation += 1
+        return Change(key, before, None if replace else frozenset(families) | TIME_NAMES)
 
-    def delete(self, grouping: dict[str, str]) -> bool:
-        """Remove a group; False when there was none."""
-        key = group_key(grouping)
-        group = self.groups.pop(key, None)
-        if group is None:
-            return False
-        for name in list(group.families):
-            self._remove(key, group, name)
+    def delete(self, grouping: dict[str, str]) -> Change | None:
+        """Remove a group; None when there was none."""
+        return self._delete(group_key(grouping))
+
+    def wipe(self) -> list[Change]:
+        """Remove every group."""
+        return [c for c in map(self._delete, list(self.groups)) if c is not None]
+
+    def expire(self, now: float | None = None) -> list[Change]:
+        """Remove the groups whose time to live has run out by ``now``."""
+        now = self.clock() if now is None else now
+        changes = []
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            when, key = heapq.heappop(heap)
+            group = self.groups.get(key)
+            if group is not None and group.expires_at == when:
+                change = self._delete(key)
+                if change is not None:
+                    changes.append(change)
+                    self.expired_total += 1
+        return changes
+
+    def restore(
+        self,
+        labels: dict[str, str],
+        push_time: float,
+        failure_time: float,
+        ttl: float,
+        families: Iterable[tuple[str, str, str, float, bytes]],
+    ) -> None:
+        """Put back a group read from the database: (name, type, help, pushed_at, lines) rows."""
+        key = group_key(labels)
+        if key in self.groups:
+            self._delete(key)
+        group = self.groups[key] = Group(dict(labels), {}, push_time, failure_time, ttl)
+        for name, kind, help_text, pushed_at, lines in families:
+            stored = StoredFamily(name, kind, help_text, lines, array("q"), pushed_at)
+            metrics = self.metrics_of(stored)
+            stored.hashes = array("q", (series_hash(name, m.labels) for m in metrics))
+            self._add(key, group, stored)
+        for name, value in ((PUSH_TIME, push_time), (PUSH_FAILURE_TIME, failure_time)):
+            if name not in group.families:
+                self._set_time_family(key, group, name, value, value)
+        self._schedule_expiry(key, group)
         self.generation += 1
-        return True
 
-    def wipe(self) -> int:
-        """Remove every group; returns how many there were."""
-        count = len(self.groups)
-        for group in list(self.groups.values()):
-            self.delete(group.labels)
-        return count
+    def undo(self, change: Change) -> None:
+        """Put a group back as it was before ``change`` (undo newest first)."""
+        if change.key in self.groups:
+            self._delete(change.key)
+        before = change.before
+        if before is not None:
+            families = list(before.families.values())
+            group = self.groups[change.key] = before.snapshot()
+            group.families = {}
+            for stored in families:
+                self._add(change.key, group, stored)
+            self._schedule_expiry(change.key, group)
+        self.generation += 1
 
     # --- views ---------------------------------------------------------------
 
@@ -234,20 +328,46 @@ class MetricStore:
         stored = self._names[name].families[key]
         return any(m.labels == labels for m in self.metrics_of(stored))
 
+    def _delete(self, key: GroupKey) -> Change | None:
+        group = self.groups.pop(key, None)
+        if group is None:
+            return None
+        before = group.snapshot()
+        for name in list(group.families):
+            self._remove(key, group, name)
+        self.generation += 1
+        return Change(key, before, None)
+
+    def _snapshot(self, key: GroupKey) -> Group | None:
+        group = self.groups.get(key)
+        return group.snapshot() if group is not None else None
+
+    def _schedule_expiry(self, key: GroupKey, group: Group) -> None:
+        if group.ttl > 0:
+            heapq.heappush(self._expiry, (group.expires_at, key))
+            if len(self._expiry) > 2 * len(self.groups) + 1024:
+                # Every re-push leaves a stale entry behind: rebuild from the live groups.
+                self._expiry = [(g.expires_at, k) for k, g in self.groups.items() if g.ttl > 0]
+                heapq.heapify(self._expiry)
+
     def _get_or_create(self, grouping: dict[str, str], key: GroupKey) -> Group:
         group = self.groups.get(key)
         if group is None:
-            group = Group(labels=dict(grouping))
+            group = Group(labels=dict(grouping), ttl=self.default_ttl)
             self.groups[key] = group
         return group
 
-    def _record_failure(self, grouping: dict[str, str], key: GroupKey, now: float) -> None:
+    def _record_failure(self, grouping: dict[str, str], key: GroupKey, now: float) -> Change:
+        before = self._snapshot(key)
         group = self._get_or_create(grouping, key)
         group.failure_time = now
+        if group.push_time == 0:
+            self._schedule_expiry(key, group)
         self._set_time_family(key, group, PUSH_FAILURE_TIME, now, now)
         if PUSH_TIME not in group.families:
             self._set_time_family(key, group, PUSH_TIME, group.push_time, now)
         self.generation += 1
+        return Change(key, before, TIME_NAMES)
 
     def _set_time_family(self, key: GroupKey, group: Group, name: str, value: float, now: float) -> None:
         labels = dict(group.labels)

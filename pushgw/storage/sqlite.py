@@ -1,0 +1,240 @@
+"""The SQLite database that makes the store durable.
+
+One row per group (grouping labels, push and failure times, TTL) and one per
+stored family, the time gauges included (its pre-rendered lines, as the
+store keeps them).
+
+A file is used only if it is a pushgw database of a schema this version knows:
+anything else (an official Pushgateway snapshot, a corrupt or newer database)
+makes start-up fail, and the file is opened read-only until it has passed.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import aiosqlite
+
+APPLICATION_ID = 0x70757367  # "pusg": marks a pushgw database
+SCHEMA_VERSION = 1
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+# MIGRATIONS[n] brings a database from schema n to n + 1.
+MIGRATIONS: dict[int, str] = {
+    0: """
+        CREATE TABLE groups (
+            grouping TEXT PRIMARY KEY,   -- canonical JSON of the sorted label pairs
+            push_time REAL NOT NULL,
+            failure_time REAL NOT NULL,
+            ttl REAL NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE families (
+            grouping TEXT NOT NULL,
+            name TEXT NOT NULL,
+            type TEXT NOT NULL,
+            help TEXT NOT NULL,
+            pushed_at REAL NOT NULL,
+            lines BLOB NOT NULL,
+            PRIMARY KEY (grouping, name)
+        ) WITHOUT ROWID;
+    """,
+}
+
+
+class DatabaseError(Exception):
+    """The persistence file cannot be used; the message says why."""
+
+
+@dataclass(slots=True)
+class FamilyRow:
+    name: str
+    type: str
+    help: str
+    pushed_at: float
+    lines: bytes
+
+
+@dataclass(slots=True)
+class GroupRow:
+    grouping: str
+    push_time: float
+    failure_time: float
+    ttl: float
+    families: list[FamilyRow]
+
+
+@dataclass(slots=True)
+class GroupWrite:
+    """What a batch writes for one group: its row and some (or all) of its families.
+
+    ``families`` maps a name to its row, or to None where the family is gone;
+    ``replace_all`` drops every family of the group not in ``families``.
+    ``row`` is None when the group itself is gone.
+    """
+
+    grouping: str
+    row: tuple[float, float, float] | None  # push_time, failure_time, ttl
+    families: dict[str, FamilyRow | None]
+    replace_all: bool
+
+
+def check_file(path: str) -> None:
+    """Refuse a file that is not a healthy pushgw database; never writes to it."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return
+    try:
+        with open(path, "rb") as f:
+            header = f.read(len(SQLITE_MAGIC))
+    except OSError as err:
+        raise DatabaseError(f"cannot read persistence file {path}: {err}") from None
+    if header != SQLITE_MAGIC:
+        raise DatabaseError(
+            f"persistence file {path} is not a pushgw database (not SQLite; an official "
+            "Pushgateway persistence file cannot be read); move it away or choose another file"
+        )
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as err:
+        raise DatabaseError(f"persistence file {path} is corrupt: {err}") from None
+    if app_id != APPLICATION_ID and not (app_id == 0 and tables == 0):
+        raise DatabaseError(
+            f"persistence file {path} is an SQLite database of another application "
+            f"(application_id {app_id:#x}); pushgw will not touch it"
+        )
+    if version > SCHEMA_VERSION:
+        raise DatabaseError(
+            f"persistence file {path} has schema version {version}, newer than this pushgw "
+            f"understands ({SCHEMA_VERSION}); upgrade pushgw"
+        )
+    if check != "ok":
+        raise DatabaseError(f"persistence file {path} is corrupt: {check}")
+
+
+class DatabaseGone(Exception):
+    """The file was removed or replaced while open: writes would go nowhere."""
+
+
+class Database:
+    """The open database; every method runs in aiosqlite's thread, off the event loop."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+        self._conn = conn
+        self.path = path
+        self._identity = _identity(path)
+
+    def check_identity(self) -> None:
+        """SQLite keeps writing to a deleted file; notice it, or the data is lost at restart."""
+        if _identity(self.path) != self._identity:
+            raise DatabaseGone(f"persistence file {self.path} was removed or replaced")
+
+    @classmethod
+    async def open(cls, path: str) -> Database:
+        """Open (creating or migrating) a database that passed :func:`check_file`."""
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        await conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before the push is answered, power loss included.
+        await conn.execute("PRAGMA synchronous=FULL")
+        async with conn.execute("PRAGMA user_version") as cursor:
+            (version,) = await cursor.fetchone()
+        if version < SCHEMA_VERSION:
+            await conn.execute("BEGIN IMMEDIATE")
+            for step in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        await conn.execute(statement)
+            await conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            await conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            await conn.execute("COMMIT")
+        return cls(conn, path)
+
+    async def load(self) -> list[GroupRow]:
+        groups: dict[str, GroupRow] = {}
+        async with self._conn.execute(
+            "SELECT grouping, push_time, failure_time, ttl FROM groups"
+        ) as cursor:
+            async for grouping, push_time, failure_time, ttl in cursor:
+                groups[grouping] = GroupRow(grouping, push_time, failure_time, ttl, [])
+        async with self._conn.execute(
+            "SELECT grouping, name, type, help, pushed_at, lines FROM families"
+        ) as cursor:
+            async for grouping, name, type_, help_, pushed_at, lines in cursor:
+                group = groups.get(grouping)
+                if group is not None:
+                    group.families.append(FamilyRow(name, type_, help_, pushed_at, bytes(lines)))
+        return list(groups.values())
+
+    async def write(self, writes: Iterable[GroupWrite]) -> None:
+        """Apply one batch in one transaction: all of it is durable, or none.
+
+        A batch holds at most one write per group, so the statement kinds can
+        run one after the other, each as a single executemany.
+        """
+        whole_deletes, group_rows, family_deletes, family_rows = [], [], [], []
+        for w in writes:
+            if w.row is None or w.replace_all:
+                whole_deletes.append((w.grouping,))
+            if w.row is None:
+                continue
+            group_rows.append((w.grouping, *w.row))
+            for name, fam in w.families.items():
+                if fam is None:
+                    family_deletes.append((w.grouping, name))
+                else:
+                    family_rows.append((w.grouping, name, fam.type, fam.help, fam.pushed_at, fam.lines))
+        self.check_identity()
+        conn = self._conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await conn.executemany("DELETE FROM families WHERE grouping = ?", whole_deletes)
+            await conn.executemany("DELETE FROM groups WHERE grouping = ?", whole_deletes)
+            await conn.executemany(
+                "INSERT OR REPLACE INTO groups (grouping, push_time, failure_time, ttl) VALUES (?, ?, ?, ?)",
+                group_rows,
+            )
+            await conn.executemany(
+                "DELETE FROM families WHERE grouping = ? AND name = ?", family_deletes
+            )
+            await conn.executemany(
+                "INSERT OR REPLACE INTO families (grouping, name, type, help, pushed_at, lines) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                family_rows,
+            )
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+
+    async def probe(self) -> None:
+        """A tiny write transaction (rewrites the header page): does the disk take writes?"""
+        self.check_identity()
+        conn = self._conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
