@@ -1,0 +1,1 @@
+"""Exposition formats: parsing pushed bodies and rendering stored families."""

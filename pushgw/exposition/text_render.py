@@ -1,0 +1,276 @@
+"""Renderer for the Prometheus text exposition format 0.0.4.
+
+The output is byte-for-byte what Go's ``expfmt.MetricFamilyToText`` writes
+for the same family (the official Pushgateway's /metrics text output), given
+labels in the order the caller wants them.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pushgw.model import COUNTER, GAUGE, HISTOGRAM, SUMMARY, UNTYPED, Metric, MetricFamily
+
+__all__ = ["format_value", "render_header", "render_metrics", "render_family"]
+
+_INF = float("inf")
+_LEGACY_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_PLAIN = (COUNTER, GAUGE, UNTYPED)
+
+# Rendered names, quoted when not legacy-valid (Go's writeName). Names repeat
+# for every series, so this is worth caching; the cap keeps it bounded.
+_NAME_CACHE: dict[str, str] = {}
+_NAME_CACHE_MAX = 100_000
+
+
+def format_value(v: float) -> str:
+    """Go's strconv.FormatFloat(v, 'g', -1, 64), with +Inf for infinity.
+
+    Shortest round-trip digits (Python's repr finds the same digits as Go),
+    laid out as Go does: exponent form when the decimal exponent is below -4
+    or at least 6 (Go fixes the precision at 6 for this decision in the
+    shortest mode), with a sign and at least two exponent digits. Negative
+    zero is "-0" here; the text renderer writes it as "0" (see _write_float).
+    """
+    if v != v:
+        return "NaN"
+    if v == _INF:
+        return "+Inf"
+    if v == -_INF:
+        return "-Inf"
+    r = repr(v)
+    if "e" not in r:
+        if -1e6 < v < 1e6:
+            # Python and Go agree on fixed notation for exponents -4..5.
+            return r[:-2] if r.endswith(".0") else r
+        neg = r[0] == "-"
+        if neg:
+            r = r[1:]
+        ip, _, fp = r.partition(".")
+        digits = (ip + fp).rstrip("0")
+        exp = len(ip) - 1
+    else:
+        mant, _, e = r.partition("e")
+        neg = mant[0] == "-"
+        if neg:
+            mant = mant[1:]
+        digits = mant.replace(".", "")
+        exp = int(e)
+    if exp < 0:
+        tail = "e-%02d" % -exp
+    else:
+        tail = "e+%02d" % exp
+    if len(digits) > 1:
+        s = digits[0] + "." + digits[1:] + tail
+    else:
+        s = digits + tail
+    return "-" + s if neg else s
+
+
+def _write_float(v: float) -> str:
+    """expfmt's writeFloat: format_value, except that any zero is "0"."""
+    if v == 0:
+        return "0"
+    if v == 1:
+        return "1"
+    return format_value(v)
+
+
+def _escape_label_value(v: str) -> str:
+    """Escape backslash, newline and double quote (Go's quotedEscaper)."""
+    if "\\" in v:
+        v = v.replace("\\", "\\\\")
+    if "\n" in v:
+        v = v.replace("\n", "\\n")
+    if '"' in v:
+        v = v.replace('"', '\\"')
+    return v
+
+
+def _escape_help(v: str) -> str:
+    """Escape backslash and newline (Go's escaper); quotes stay as they are."""
+    if "\\" in v:
+        v = v.replace("\\", "\\\\")
+    if "\n" in v:
+        v = v.replace("\n", "\\n")
+    return v
+
+
+def _name(name: str) -> str:
+    """A metric or label name, quoted when it is not legacy-valid."""
+    r = _NAME_CACHE.get(name)
+    if r is None:
+        if _LEGACY_NAME.fullmatch(name) is not None:
+            r = name
+        else:
+            r = '"' + _escape_label_value(name) + '"'
+        if len(_NAME_CACHE) >= _NAME_CACHE_MAX:
+            _NAME_CACHE.clear()
+        _NAME_CACHE[name] = r
+    return r
+
+
+def _encode(s: str) -> bytes:
+    """UTF-8; stray surrogates (raw bytes from a decoder) never raise."""
+    try:
+        return s.encode()
+    except UnicodeEncodeError:
+        try:
+            return s.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return s.encode("utf-8", "replace")
+
+
+# Label names known to be legacy-valid metric names, i.e. written unquoted.
+_PLAIN_LABEL_NAMES: set[str] = set()
+
+
+def _label_pairs_slow(labels: dict[str, str]) -> str:
+    """'a="x",b="y"' with escaping and name quoting; learns plain names."""
+    out = []
+    for k, v in labels.items():
+        n = _name(k)
+        if n == k and len(_PLAIN_LABEL_NAMES) < _NAME_CACHE_MAX:
+            _PLAIN_LABEL_NAMES.add(k)
+        out.append(n + '="' + _escape_label_value(v) + '"')
+    return ",".join(out)
+
+
+def _label_pairs(labels: dict[str, str]) -> str:
+    """'a="x",b="y"' in the dict's order, escaped as Go does.
+
+    One check over all values decides whether any escaping is needed at
+    all, which is the rare case.
+    """
+    vals = "".join(labels.values())
+    if (
+        "\\" in vals
+        or '"' in vals
+        or "\n" in vals
+        or not labels.keys() <= _PLAIN_LABEL_NAMES
+    ):
+        return _label_pairs_slow(labels)
+    return ",".join([f'{k}="{v}"' for k, v in labels.items()])
+
+
+def _series(name: str, pairs: str, extra: str = "") -> str:
+    """Name plus label set as Go writes it; ``extra`` is 'le="1"' or similar."""
+    n = _name(name)
+    if n == name:
+        if pairs:
+            if extra:
+                return name + "{" + pairs + "," + extra + "}"
+            return name + "{" + pairs + "}"
+        if extra:
+            return name + "{" + extra + "}"
+        return name
+    # Not a legacy name: it goes first inside the braces, quoted.
+    inner = n
+    if pairs:
+        inner += "," + pairs
+    if extra:
+        inner += "," + extra
+    return "{" + inner + "}"
+
+
+def _ts(m: Metric) -> str:
+    return "" if m.timestamp_ms is None else " " + str(m.timestamp_ms)
+
+
+def render_header(name: str, type: str, help: str) -> bytes:  # noqa: A002 (agreed signature)
+    """'# HELP' (only when help is non-empty) and '# TYPE' lines."""
+    n = _name(name)
+    if help:
+        return _encode(f"# HELP {n} {_escape_help(help)}\n# TYPE {n} {type}\n")
+    return _encode(f"# TYPE {n} {type}\n")
+
+
+def _render_plain(family: MetricFamily) -> list[str]:
+    name = family.name
+    out = []
+    append = out.append
+    legacy = _name(name) == name
+    ffloat = format_value
+    pairs_of = _label_pairs
+    for m in family.metrics:
+        labels = m.labels
+        v = m.value
+        # _write_float, inlined for speed.
+        vs = "0" if v == 0 else "1" if v == 1 else ffloat(v)
+        if not legacy:
+            line = _series(name, pairs_of(labels) if labels else "") + " " + vs
+        elif labels:
+            line = f"{name}{{{pairs_of(labels)}}} {vs}"
+        else:
+            line = f"{name} {vs}"
+        if m.timestamp_ms is not None:
+            line += " " + str(m.timestamp_ms)
+        append(line)
+    return out
+
+
+def _render_summary(family: MetricFamily) -> list[str]:
+    name = family.name
+    name_sum = name + "_sum"
+    name_count = name + "_count"
+    out = []
+    append = out.append
+    for m in family.metrics:
+        pairs = _label_pairs(m.labels)
+        ts = _ts(m)
+        for q, v in m.quantiles:
+            append(
+                _series(name, pairs, 'quantile="' + _write_float(q) + '"')
+                + " " + _write_float(v) + ts
+            )
+        append(_series(name_sum, pairs) + " " + _write_float(m.sum) + ts)
+        append(_series(name_count, pairs) + " " + _write_float(float(m.count)) + ts)
+    return out
+
+
+def _render_histogram(family: MetricFamily) -> list[str]:
+    name = family.name
+    name_bucket = name + "_bucket"
+    name_sum = name + "_sum"
+    name_count = name + "_count"
+    out = []
+    append = out.append
+    for m in family.metrics:
+        pairs = _label_pairs(m.labels)
+        ts = _ts(m)
+        inf_seen = False
+        for ub, c in m.buckets:
+            append(
+                _series(name_bucket, pairs, 'le="' + _write_float(ub) + '"')
+                + " " + _write_float(float(c)) + ts
+            )
+            if ub == _INF:
+                inf_seen = True
+        count = _write_float(float(m.count))
+        if not inf_seen:
+            append(_series(name_bucket, pairs, 'le="+Inf"') + " " + count + ts)
+        append(_series(name_sum, pairs) + " " + _write_float(m.sum) + ts)
+        append(_series(name_count, pairs) + " " + count + ts)
+    return out
+
+
+def render_metrics(family: MetricFamily) -> bytes:
+    """The sample lines of a family, in its metric order, without header."""
+    t = family.type
+    if t in _PLAIN:
+        lines = _render_plain(family)
+    elif t == SUMMARY:
+        lines = _render_summary(family)
+    elif t == HISTOGRAM:
+        lines = _render_histogram(family)
+    else:
+        raise ValueError(f"unknown metric type {t!r}")
+    if not lines:
+        return b""
+    lines.append("")
+    return _encode("\n".join(lines))
+
+
+def render_family(family: MetricFamily) -> bytes:
+    """Header plus sample lines, as MetricFamilyToText writes one family."""
+    return render_header(family.name, family.type, family.help) + render_metrics(family)
