@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pushgw.api import v1
 from pushgw.gateway import Gateway
 from pushgw.handler import metrics, misc, push
-from pushgw.handler.responses import method_not_allowed, not_found, text_error
+from pushgw.handler.responses import empty, method_not_allowed, not_found, text_error
 
 ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]
 
@@ -44,11 +44,18 @@ def build_app(gateway: Gateway) -> Starlette:
     if prefix:
         routes.append(Route("/-/quit", misc.quit_, methods=["GET"]))
     known_paths = {r.path for r in routes if "{" not in r.path}
+    for route in routes:
+        # Starlette adds HEAD to GET routes; the official's router does not.
+        if route.methods is not None and route.methods == {"GET", "HEAD"}:
+            route.methods.discard("HEAD")
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 405:
-            return method_not_allowed((exc.headers or {}).get("Allow", ""))
+            allow = (exc.headers or {}).get("Allow", "")
+            if request.method == "OPTIONS":  # the official's router answers OPTIONS itself
+                return empty(200, {"Allow": f"{allow}, OPTIONS"})
+            return method_not_allowed(allow)
         if exc.status_code == 404:
             return _trailing_slash_redirect(request, known_paths) or not_found()
         return text_error(exc.detail, exc.status_code)

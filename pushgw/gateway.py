@@ -15,6 +15,7 @@ from collections.abc import Callable
 import orjson
 
 from pushgw.config import Settings
+from pushgw.grouping import format_group
 from pushgw.selfmetrics import GatewayMetrics
 from pushgw.storage.sqlite import Database
 from pushgw.storage.store import Change, MetricStore
@@ -93,9 +94,17 @@ class Gateway:
                 self._spawn(self.writer.commit(changes, wait=False))
 
     def health_problem(self) -> str | None:
+        """Why the gateway is unhealthy (a 500), or None."""
         if self.writer is not None and self.writer.failure is not None:
             return f"persistence is failing: {self.writer.failure}"
         return None
+
+    def health_notes(self) -> list[str]:
+        """Problems that leave the gateway healthy but need an operator: quarantined pushes."""
+        return [
+            f"{format_group(g.labels)} holds pushes kept out of /metrics: {g.problem}"
+            for g in self.store.groups.values() if g.problem
+        ]
 
     def count_request(self, handler: str, method: str, code: int) -> None:
         self.metrics.requests.labels(str(code), handler, method.lower()).inc()
@@ -119,8 +128,11 @@ class Gateway:
         now = self.store.clock()
         for i, row in enumerate(rows):
             labels = dict(orjson.loads(row.grouping))
-            families = [(f.name, f.type, f.help, f.pushed_at, f.lines) for f in row.families]
-            self.store.restore(labels, row.push_time, row.failure_time, row.ttl, families)
+            families = [
+                (f.name, f.type, f.help, f.pushed_at, f.lines, f.added_inf, f.quarantined)
+                for f in row.families
+            ]
+            self.store.restore(labels, row.push_time, row.failure_time, row.ttl, families, row.problem)
             if i % RESTORE_CHUNK == RESTORE_CHUNK - 1:
                 await asyncio.sleep(0)
         expired = self.store.expire(now)
@@ -149,5 +161,7 @@ class Gateway:
             if self.writer is not None:
                 await self.writer.probe()
 
-    def _store_size(self) -> tuple[int, int, int]:
-        return len(self.store.groups), self.store.series_count, self.store.expired_total
+    def _store_size(self) -> tuple[int, int, int, int]:
+        store = self.store
+        inconsistent = sum(1 for g in store.groups.values() if g.problem)
+        return len(store.groups), store.series_count, store.expired_total, inconsistent

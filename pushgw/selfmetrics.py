@@ -41,7 +41,7 @@ _TYPES = {
 class GatewayMetrics:
     """Request instrumentation, build info, process and store-size metrics."""
 
-    def __init__(self, store_size: Callable[[], tuple[int, int, int]]) -> None:
+    def __init__(self, store_size: Callable[[], tuple[int, int, int, int]]) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -87,13 +87,13 @@ class GatewayMetrics:
 
 
 class _StoreSizeCollector:
-    """Metrics the official lacks: groups and series stored, groups expired."""
+    """Metrics the official lacks: groups and series stored, inconsistent and expired groups."""
 
-    def __init__(self, store_size: Callable[[], tuple[int, int, int]]) -> None:
+    def __init__(self, store_size: Callable[[], tuple[int, int, int, int]]) -> None:
         self._store_size = store_size
 
     def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
-        groups, series, expired = self._store_size()
+        groups, series, expired, inconsistent = self._store_size()
         yield GaugeMetricFamily(
             "pushgateway_metric_groups", "Number of metric groups stored.", value=groups
         )
@@ -101,6 +101,12 @@ class _StoreSizeCollector:
             "pushgateway_stored_series",
             "Number of series stored, not counting push_time_seconds and push_failure_time_seconds.",
             value=series,
+        )
+        yield GaugeMetricFamily(
+            "pushgateway_inconsistent_groups",
+            "Groups holding pushes that failed the consistency check under "
+            "--push.disable-consistency-check; those are kept out of the exposition.",
+            value=inconsistent,
         )
         yield CounterMetricFamily(
             "pushgateway_groups_expired",

@@ -168,6 +168,33 @@ def test_disable_consistency_check_answers_202(make_pushgw):
     assert requests.put(server.url + "/metrics/job/b", data=b"bad").status_code == 400
 
 
+def test_unchecked_inconsistent_push_never_breaks_scrapes(make_pushgw):
+    """The official answers 500 to every scrape after such a push; pushgw quarantines it."""
+    server = make_pushgw("--push.disable-consistency-check")
+    url = server.url
+    requests.put(url + "/metrics/job/good", data=b"# TYPE t gauge\nt 1\nother 5\n")
+    assert requests.put(url + "/metrics/job/bad", data=b"# TYPE t counter\nt 2\nextra 1\n").status_code == 202
+    assert requests.put(url + "/metrics/job/dup", data=b"d 1\nd 2\n").status_code == 202
+    r = requests.get(url + "/metrics")
+    assert r.status_code == 200
+    assert pushed_samples(url) == {
+        ("t", (("instance", ""), ("job", "good"))): 1.0,
+        ("other", (("instance", ""), ("job", "good"))): 5.0,
+    }
+    families = {f.name: f for f in text_string_to_metric_families(r.text)}
+    assert families["pushgateway_inconsistent_groups"].samples[0].value == 2
+    health = requests.get(url + "/-/healthy")
+    assert health.status_code == 200 and health.text.startswith("OK")
+    assert 'job="bad"' in health.text and 'job="dup"' in health.text
+    api = {g["labels"]["job"]: g for g in requests.get(url + "/api/v1/metrics").json()["data"]}
+    assert "extra" in api["bad"]  # still visible to operators
+    assert "inconsistent push stored but kept out of /metrics" in server.output()
+    requests.put(url + "/metrics/job/bad", data=b"# TYPE t gauge\nt 2\n")  # fixed push
+    assert pushed_samples(url)[("t", (("instance", ""), ("job", "bad")))] == 2.0
+    requests.delete(url + "/metrics/job/dup")
+    assert requests.get(url + "/-/healthy").text == "OK"
+
+
 def test_self_metrics_count_requests_and_store_size(clean_pushgw):
     url = clean_pushgw.url
     requests.put(url + "/metrics/job/s", data=b"a 1\nb 2\n")

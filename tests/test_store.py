@@ -182,9 +182,9 @@ def test_scrape_body_merges_families_and_is_cached(store):
     push(store, "# HELP m second\n# TYPE m gauge\nm 2\n", job="b")
     body = store.render()
     assert body.count(b"# TYPE m gauge") == 1
-    assert store.render() is body
+    assert store.family_block("m") is store.family_block("m")  # cached
     push(store, "# TYPE m gauge\nm 3\n", job="b")
-    assert store.render() is not body
+    assert store.render() != body
     assert samples(store)[("m", (("instance", ""), ("job", "b")))] == 3.0
 
 
@@ -197,10 +197,21 @@ def test_metrics_of_decodes_stored_family(store):
     assert (metric.count, metric.sum) == (3, 4.0)
 
 
-def test_unchecked_store_accepts_inconsistent_but_not_timestamps():
+def test_unchecked_store_quarantines_inconsistent_pushes_but_refuses_timestamps():
     store = MetricStore(check_consistency=False, clock=Clock())
-    push(store, "# TYPE m counter\nm 1\n", job="a")
-    push(store, "# TYPE m gauge\nm 1\n", job="b")
+    push(store, "# TYPE m counter\nm 1\nok 1\n", job="a")
+    push(store, "# TYPE m gauge\nm 2\nother 1\n", job="b")  # accepted, not exposed
+    push(store, "dup 1\ndup 2\n", job="c", replace=False)
+    b, c = store.groups[(("job", "b"),)], store.groups[(("job", "c"),)]
+    assert set(b.quarantined) == {"m", "other"} and "type" in b.problem
+    assert "dup" in c.quarantined and "same name" in c.problem
+    assert set(samples(store)) == {
+        ("m_total", (("instance", ""), ("job", "a"))),
+        ("ok", (("instance", ""), ("job", "a"))),
+    }
+    push(store, "# TYPE m counter\nm 3\n", job="b")  # a consistent PUT lifts the quarantine
+    assert not b.quarantined and b.problem is None
+    assert samples(store)[("m_total", (("instance", ""), ("job", "b")))] == 3.0
     with pytest.raises(Inconsistency):
         push(store, "x 1 1000\n", job="c")
     assert "x" not in store.groups[(("job", "c"),)].families

@@ -93,7 +93,7 @@ def group_json(store: MetricStore, group: Group) -> dict[str, object]:
     if group.ttl > 0:  # pushgw only: when the group goes if nobody pushes to it
         result["ttl_seconds"] = group.ttl
         result["expires_at"] = rfc3339(group.expires_at)
-    for name, stored in group.families.items():
+    for name, stored in (group.families | group.quarantined).items():
         family: dict[str, object] = {
             "time_stamp": rfc3339(stored.pushed_at),
             "type": stored.type.upper(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import heapq
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,17 +26,24 @@ async def scrape(request: Request) -> Response:
 
 
 def exposition(gateway) -> bytes:
-    """Own families first (pushed families of the same name merged into them), then the store."""
+    """Every family sorted by name, as the official gathers them.
+
+    Pushed families named like one of the gateway's own are merged into it,
+    under the gateway's HELP (the consistency check has ensured the type).
+    """
     store = gateway.store
+    own = {f.name: f for f in gateway.metrics.families()}
     parts = []
-    merged = []
-    for family in gateway.metrics.families():
-        block = render_family(family) if family.metrics else b""
-        if store.has_family(family.name):
-            merged.append(family.name)
-            if not block:
-                block = render_family(family)
-            block += store.family_block(family.name, with_header=False)
-        parts.append(block)
-    parts.append(store.render(frozenset(merged)))
+    last = None
+    for name in heapq.merge(sorted(own), store.family_names()):
+        if name == last:
+            continue
+        last = name
+        family = own.get(name)
+        if family is None:
+            parts.append(store.family_block(name))
+        elif store.has_family(name):
+            parts.append(render_family(family) + store.family_block(name, with_header=False))
+        elif family.metrics:
+            parts.append(render_family(family))
     return b"".join(parts)

@@ -15,7 +15,8 @@ async def healthy(request: Request) -> Response:
         gateway.count_request("healthy", request.method, 500)
         return text_error(problem, 500)
     gateway.count_request("healthy", request.method, 200)
-    return text("OK")
+    notes = gateway.health_notes()
+    return text("\n".join(["OK", *notes]) if notes else "OK")
 
 
 async def ready(request: Request) -> Response:

@@ -58,12 +58,13 @@ async def _handle(request: Request, gateway) -> Response:
     job_is_base64 = rest.startswith(BASE64_SUFFIX)
     if job_is_base64:
         rest = rest[len(BASE64_SUFFIX):]
-    if not rest.startswith("/"):
+    if rest == "/" and not job_is_base64:
+        # The official's router redirects this trailing slash (not the @base64 one).
+        return RedirectResponse(quote(prefix), status_code=301 if request.method == "GET" else 307)
+    if not rest.startswith("/") or rest == "/":
         return not_found()
-    if rest == "/":
-        # The official's router redirects a trailing slash it cannot match.
-        location = quote(prefix + (BASE64_SUFFIX if job_is_base64 else ""))
-        return RedirectResponse(location, status_code=301 if request.method == "GET" else 307)
+    if request.method == "OPTIONS":  # the official's router answers OPTIONS itself
+        return empty(200, {"Allow": "DELETE, OPTIONS, POST, PUT"})
     if request.method not in PUSH_METHODS:
         return method_not_allowed("PUT, POST, DELETE")
     job, slash, labels_path = rest[1:].partition("/")
@@ -115,6 +116,12 @@ async def _handle(request: Request, gateway) -> Response:
         await gateway.commit(change)
     except PersistenceError as err:
         return _not_persisted(err, grouping, request.method)
+    problem = gateway.store.groups[change.key].problem if unchecked else None
+    if problem:
+        log.error(
+            "inconsistent push stored but kept out of /metrics",
+            extra={"group": format_group(grouping), "method": request.method, "err": problem},
+        )
     return empty(202 if unchecked else 200)
 
 

@@ -17,8 +17,8 @@ def text(message: str, status: int = 200) -> Response:
     return Response(message, status_code=status, media_type=TEXT)
 
 
-def empty(status: int) -> Response:
-    return Response(b"", status_code=status)
+def empty(status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(b"", status_code=status, headers=headers)
 
 
 def not_found() -> Response:

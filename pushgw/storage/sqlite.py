@@ -29,7 +29,8 @@ MIGRATIONS: dict[int, str] = {
             grouping TEXT PRIMARY KEY,   -- canonical JSON of the sorted label pairs
             push_time REAL NOT NULL,
             failure_time REAL NOT NULL,
-            ttl REAL NOT NULL
+            ttl REAL NOT NULL,
+            problem TEXT                 -- why quarantined families failed the check
         ) WITHOUT ROWID;
         CREATE TABLE families (
             grouping TEXT NOT NULL,
@@ -38,6 +39,8 @@ MIGRATIONS: dict[int, str] = {
             help TEXT NOT NULL,
             pushed_at REAL NOT NULL,
             lines BLOB NOT NULL,
+            added_inf TEXT NOT NULL,      -- histogram metrics whose +Inf bucket was added
+            quarantined INTEGER NOT NULL, -- pushed unchecked, failed the check, not exposed
             PRIMARY KEY (grouping, name)
         ) WITHOUT ROWID;
     """,
@@ -55,6 +58,8 @@ class FamilyRow:
     help: str
     pushed_at: float
     lines: bytes
+    added_inf: tuple[int, ...] = ()
+    quarantined: bool = False
 
 
 @dataclass(slots=True)
@@ -63,6 +68,7 @@ class GroupRow:
     push_time: float
     failure_time: float
     ttl: float
+    problem: str | None
     families: list[FamilyRow]
 
 
@@ -76,7 +82,7 @@ class GroupWrite:
     """
 
     grouping: str
-    row: tuple[float, float, float] | None  # push_time, failure_time, ttl
+    row: tuple[float, float, float, str | None] | None  # push_time, failure_time, ttl, problem
     families: dict[str, FamilyRow | None]
     replace_all: bool
 
@@ -160,17 +166,21 @@ class Database:
     async def load(self) -> list[GroupRow]:
         groups: dict[str, GroupRow] = {}
         async with self._conn.execute(
-            "SELECT grouping, push_time, failure_time, ttl FROM groups"
+            "SELECT grouping, push_time, failure_time, ttl, problem FROM groups"
         ) as cursor:
-            async for grouping, push_time, failure_time, ttl in cursor:
-                groups[grouping] = GroupRow(grouping, push_time, failure_time, ttl, [])
+            async for grouping, push_time, failure_time, ttl, problem in cursor:
+                groups[grouping] = GroupRow(grouping, push_time, failure_time, ttl, problem, [])
         async with self._conn.execute(
-            "SELECT grouping, name, type, help, pushed_at, lines FROM families"
+            "SELECT grouping, name, type, help, pushed_at, lines, added_inf, quarantined "
+            "FROM families"
         ) as cursor:
-            async for grouping, name, type_, help_, pushed_at, lines in cursor:
+            async for grouping, name, type_, help_, pushed_at, lines, added_inf, bad in cursor:
                 group = groups.get(grouping)
                 if group is not None:
-                    group.families.append(FamilyRow(name, type_, help_, pushed_at, bytes(lines)))
+                    indices = tuple(int(i) for i in added_inf.split(",") if i)
+                    group.families.append(
+                        FamilyRow(name, type_, help_, pushed_at, bytes(lines), indices, bool(bad))
+                    )
         return list(groups.values())
 
     async def write(self, writes: Iterable[GroupWrite]) -> None:
@@ -190,7 +200,11 @@ class Database:
                 if fam is None:
                     family_deletes.append((w.grouping, name))
                 else:
-                    family_rows.append((w.grouping, name, fam.type, fam.help, fam.pushed_at, fam.lines))
+                    added_inf = ",".join(map(str, fam.added_inf))
+                    family_rows.append((
+                        w.grouping, name, fam.type, fam.help, fam.pushed_at, fam.lines,
+                        added_inf, int(fam.quarantined),
+                    ))
         self.check_identity()
         conn = self._conn
         await conn.execute("BEGIN IMMEDIATE")
@@ -198,15 +212,16 @@ class Database:
             await conn.executemany("DELETE FROM families WHERE grouping = ?", whole_deletes)
             await conn.executemany("DELETE FROM groups WHERE grouping = ?", whole_deletes)
             await conn.executemany(
-                "INSERT OR REPLACE INTO groups (grouping, push_time, failure_time, ttl) VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO groups (grouping, push_time, failure_time, ttl, problem) "
+                "VALUES (?, ?, ?, ?, ?)",
                 group_rows,
             )
             await conn.executemany(
                 "DELETE FROM families WHERE grouping = ? AND name = ?", family_deletes
             )
             await conn.executemany(
-                "INSERT OR REPLACE INTO families (grouping, name, type, help, pushed_at, lines) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO families (grouping, name, type, help, pushed_at, "
+                "lines, added_inf, quarantined) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 family_rows,
             )
             await conn.execute("COMMIT")

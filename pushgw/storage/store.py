@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pushgw.exposition.text_parser import parse_text
 from pushgw.exposition.text_render import render_header, render_metrics
 from pushgw.grouping import GroupKey, group_key
-from pushgw.model import GAUGE, Metric, MetricFamily
+from pushgw.model import GAUGE, HISTOGRAM, Metric, MetricFamily
 from pushgw.storage.consistency import (
     TIMESTAMPS_ERROR,
     Inconsistency,
@@ -59,6 +59,10 @@ class StoredFamily:
     lines: bytes
     hashes: array  # series_hash of each metric, to keep the index exact on removal
     pushed_at: float
+    sort_key: tuple = ()  # of the first series: orders the groups within a merged family
+    # Histogram metrics (by position) whose +Inf bucket the renderer added;
+    # the JSON API leaves it out again, as the official does.
+    added_inf: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -70,6 +74,11 @@ class Group:
     push_time: float = 0.0
     failure_time: float = 0.0
     ttl: float = 0.0  # seconds after the last successful push; 0: never expires
+    # Families pushed under --push.disable-consistency-check that failed the
+    # check: stored and shown by the API, but never exposed, so that one bad
+    # push cannot break every scrape (the official answers 500 to all).
+    quarantined: dict[str, StoredFamily] = field(default_factory=dict)
+    problem: str | None = None  # why the quarantined families failed the check
 
     @property
     def last_push_successful(self) -> bool:
@@ -84,7 +93,10 @@ class Group:
 
     def snapshot(self) -> Group:
         """A copy that survives later changes (stored families are never mutated)."""
-        return Group(dict(self.labels), dict(self.families), self.push_time, self.failure_time, self.ttl)
+        return Group(
+            dict(self.labels), dict(self.families), self.push_time, self.failure_time, self.ttl,
+            dict(self.quarantined), self.problem,
+        )
 
 
 @dataclass(slots=True)
@@ -125,14 +137,13 @@ class MetricStore:
         self.clock = clock
         self.default_ttl = default_ttl
         self.groups: dict[GroupKey, Group] = {}
-        self.series_count = 0
+        self.series_count = 0  # exposed series, the time gauges not counted
         self.expired_total = 0
         self._expiry: list[tuple[float, GroupKey]] = []  # heap; stale entries skipped
         self.generation = 0  # bumped on every change; lets callers cache derived views
         self._names: dict[str, _NameEntry] = {}
         self._blocks: dict[str, bytes] = {}
         self._sorted_names: list[str] | None = None
-        self._body: tuple[frozenset[str], bytes] | None = None
 
     # --- changes -------------------------------------------------------------
 
@@ -154,29 +165,36 @@ class MetricStore:
         families = {n: f for n, f in families.items() if n not in TIME_FAMILIES}
         for family in families.values():
             sanitize_labels(family, grouping)
+            family.metrics.sort(key=series_order)
         hashes = {
             name: array("q", (series_hash(name, m.labels) for m in family.metrics))
             for name, family in families.items()
         }
+        if has_timestamps(families.values()):  # refused even unchecked, as the official does
+            raise PushRejected(TIMESTAMPS_ERROR, self._record_failure(grouping, key, now))
+        problem = None
         try:
-            if has_timestamps(families.values()):
-                raise Inconsistency(TIMESTAMPS_ERROR)
-            if self.check_consistency:
-                self._check(key, families, hashes, replace)
+            self._check(key, families, hashes, replace)
         except Inconsistency as err:
-            raise PushRejected(str(err), self._record_failure(grouping, key, now)) from None
+            if self.check_consistency:
+                raise PushRejected(str(err), self._record_failure(grouping, key, now)) from None
+            problem = str(err)  # accepted unchecked, but kept out of the exposition
         before = self._snapshot(key)
         group = self._get_or_create(grouping, key)
         if replace:
             for name in [n for n in group.families if n not in TIME_FAMILIES]:
                 self._remove(key, group, name)
+            group.quarantined.clear()
         for name, family in families.items():
             if name in group.families:
                 self._remove(key, group, name)
-            stored = StoredFamily(
-                name, family.type, family.help, render_metrics(family), hashes[name], now
-            )
-            self._add(key, group, stored)
+            group.quarantined.pop(name, None)
+            stored = stored_family(family, hashes[name], now)
+            if problem is None:
+                self._add(key, group, stored)
+            else:
+                group.quarantined[name] = stored
+        group.problem = problem or (group.problem if group.quarantined else None)
         group.push_time = now
         group.ttl = self.default_ttl if ttl is None else ttl
         self._schedule_expiry(key, group)
@@ -215,18 +233,28 @@ class MetricStore:
         push_time: float,
         failure_time: float,
         ttl: float,
-        families: Iterable[tuple[str, str, str, float, bytes]],
+        families: Iterable[tuple[str, str, str, float, bytes, tuple[int, ...], bool]],
+        problem: str | None = None,
     ) -> None:
-        """Put back a group read from the database: (name, type, help, pushed_at, lines) rows."""
+        """Put back a group read from the database.
+
+        ``families`` are (name, type, help, pushed_at, lines, added_inf, quarantined) rows.
+        """
         key = group_key(labels)
         if key in self.groups:
             self._delete(key)
         group = self.groups[key] = Group(dict(labels), {}, push_time, failure_time, ttl)
-        for name, kind, help_text, pushed_at, lines in families:
-            stored = StoredFamily(name, kind, help_text, lines, array("q"), pushed_at)
-            metrics = self.metrics_of(stored)
-            stored.hashes = array("q", (series_hash(name, m.labels) for m in metrics))
-            self._add(key, group, stored)
+        group.problem = problem
+        for name, kind, help_text, pushed_at, lines, added_inf, quarantined in families:
+            decoded = parse_text(render_header(name, kind, "") + lines).get(name)
+            metrics = decoded.metrics if decoded else []
+            hashes = array("q", (series_hash(name, m.labels) for m in metrics))
+            sort_key = series_order(metrics[0]) if metrics else ()
+            stored = StoredFamily(name, kind, help_text, lines, hashes, pushed_at, sort_key, added_inf)
+            if quarantined:
+                group.quarantined[name] = stored
+            else:
+                self._add(key, group, stored)
         for name, value in ((PUSH_TIME, push_time), (PUSH_FAILURE_TIME, failure_time)):
             if name not in group.families:
                 self._set_time_family(key, group, name, value, value)
@@ -240,7 +268,7 @@ class MetricStore:
         before = change.before
         if before is not None:
             families = list(before.families.values())
-            group = self.groups[change.key] = before.snapshot()
+            group = self.groups[change.key] = before.snapshot()  # quarantine included
             group.families = {}
             for stored in families:
                 self._add(change.key, group, stored)
@@ -257,18 +285,13 @@ class MetricStore:
             self._sorted_names = sorted(self._names)
         return self._sorted_names
 
-    def render(self, skip: frozenset[str] = frozenset()) -> bytes:
-        """The text exposition of every stored family but those in ``skip``.
+    def render(self) -> bytes:
+        """The text exposition of every stored family, sorted by name.
 
-        The body is cached until the store changes; each family's block is
-        cached until that family changes, so re-rendering after a push only
-        re-joins the blocks.
+        Each family's block is cached until that family changes, so rendering
+        after a push re-renders one header and re-joins cached bytes.
         """
-        if self._body is not None and self._body[0] == skip:
-            return self._body[1]
-        body = b"".join(self.family_block(n) for n in self.family_names() if n not in skip)
-        self._body = (skip, body)
-        return body
+        return b"".join(self.family_block(n) for n in self.family_names())
 
     def family_block(self, name: str, with_header: bool = True) -> bytes:
         """One family's header and the lines of every group that has it."""
@@ -277,7 +300,7 @@ class MetricStore:
             if block is not None:
                 return block
         entry = self._names[name]
-        stored = [entry.families[k] for k in sorted(entry.families)]
+        stored = sorted(entry.families.values(), key=_family_order)
         lines = b"".join(s.lines for s in stored)
         if not with_header:
             return lines
@@ -290,7 +313,10 @@ class MetricStore:
         """The metrics of a stored family, decoded again from its rendered lines."""
         text = render_header(stored.name, stored.type, "") + stored.lines
         family = parse_text(text).get(stored.name)
-        return family.metrics if family is not None else []
+        metrics = family.metrics if family is not None else []
+        for i in stored.added_inf:
+            metrics[i].buckets.pop()
+        return metrics
 
     # --- internals -------------------------------------------------------------
 
@@ -376,7 +402,7 @@ class MetricStore:
         if name in group.families:
             self._remove(key, group, name)
         hashes = array("q", [series_hash(name, family.metrics[0].labels)])
-        self._add(key, group, StoredFamily(name, GAUGE, family.help, render_metrics(family), hashes, now))
+        self._add(key, group, stored_family(family, hashes, now))
 
     def _add(self, key: GroupKey, group: Group, stored: StoredFamily) -> None:
         group.families[stored.name] = stored
@@ -408,5 +434,27 @@ class MetricStore:
 
     def _invalidate(self, name: str) -> None:
         self._blocks.pop(name, None)
-        self._body = None
 
+
+
+def series_order(metric: Metric) -> tuple[int, tuple[str, ...]]:
+    """The official's order of series: by label count, then label values (names sorted)."""
+    return len(metric.labels), tuple(metric.labels.values())
+
+
+def _family_order(stored: StoredFamily) -> tuple:
+    return stored.sort_key
+
+
+def stored_family(family: MetricFamily, hashes: array, pushed_at: float) -> StoredFamily:
+    """Render a (sanitised, sorted) family for storage."""
+    added_inf: tuple[int, ...] = ()
+    if family.type == HISTOGRAM:
+        added_inf = tuple(
+            i for i, m in enumerate(family.metrics) if all(b != math.inf for b, _ in m.buckets)
+        )
+    sort_key = series_order(family.metrics[0]) if family.metrics else ()
+    return StoredFamily(
+        family.name, family.type, family.help, render_metrics(family), hashes, pushed_at,
+        sort_key, added_inf,
+    )

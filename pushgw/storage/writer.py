@@ -138,13 +138,16 @@ def group_write(store: MetricStore, key: GroupKey, names: frozenset[str] | None)
     group = store.groups.get(key)
     if group is None:
         return GroupWrite(grouping_text(key), None, {}, replace_all=True)
-    wanted = group.families.keys() if names is None else names
+    wanted = (group.families.keys() | group.quarantined.keys()) if names is None else names
     families: dict[str, FamilyRow | None] = {}
     for name in wanted:
         stored = group.families.get(name)
-        families[name] = (
-            None if stored is None
-            else FamilyRow(stored.name, stored.type, stored.help, stored.pushed_at, stored.lines)
+        quarantined = stored is None and name in group.quarantined
+        if quarantined:
+            stored = group.quarantined[name]
+        families[name] = None if stored is None else FamilyRow(
+            stored.name, stored.type, stored.help, stored.pushed_at, stored.lines,
+            stored.added_inf, quarantined,
         )
-    row = (group.push_time, group.failure_time, group.ttl)
+    row = (group.push_time, group.failure_time, group.ttl, group.problem)
     return GroupWrite(grouping_text(key), row, families, replace_all=names is None)
