@@ -136,6 +136,17 @@ class ParseError(ValueError):
         super().__init__(f"text format parsing error in line {line}: {msg}")
 
 
+def _unescape(c: str) -> str:
+    """The character a backslash escape stands for; only \\\\, \\n and \\" exist."""
+    unescaped = _ESCAPES.get(c)
+    if unescaped is None:
+        raise _LineError(f"invalid escape sequence '\\{_go_char(c)}'")
+    return unescaped
+
+
+_ESCAPES = {"\\": "\\", "n": "\n", '"': '"'}
+
+
 class _LineError(Exception):
     """Raised inside a line; the caller adds the line number."""
 
@@ -354,14 +365,7 @@ class _Cursor:
         c = self.c
         while True:
             if escapes and escaped:
-                if c == "\\":
-                    out.append("\\")
-                elif c == "n":
-                    out.append("\n")
-                elif c == '"':
-                    out.append('"')
-                else:
-                    raise _LineError(f"invalid escape sequence '\\{_go_char(c)}'")
+                out.append(_unescape(c))
                 escaped = False
             elif c == "\n":
                 return "".join(out)
@@ -382,14 +386,7 @@ class _Cursor:
         escaped = False
         while True:
             if escaped:
-                if c == "\\":
-                    out.append("\\")
-                elif c == "n":
-                    out.append("\n")
-                elif c == '"':
-                    out.append('"')
-                else:
-                    raise _LineError(f"invalid escape sequence '\\{_go_char(c)}'")
+                out.append(_unescape(c))
                 escaped = False
             elif c == '"':
                 quoted = not quoted
@@ -416,12 +413,7 @@ class _Cursor:
         while True:
             c = self.read()
             if escaped:
-                if c == '"' or c == "\\":
-                    out.append(c)
-                elif c == "n":
-                    out.append("\n")
-                else:
-                    raise _LineError(f"invalid escape sequence '\\{_go_char(c)}'")
+                out.append(_unescape(c))
                 escaped = False
             elif c == '"':
                 return "".join(out)

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import re
 
-from pushgw.model import COUNTER, GAUGE, HISTOGRAM, SUMMARY, UNTYPED, Metric, MetricFamily
+from pushgw.model import (
+    COUNTER,
+    GAUGE,
+    GAUGE_HISTOGRAM,
+    HISTOGRAM,
+    SUMMARY,
+    UNTYPED,
+    Metric,
+    MetricFamily,
+)
 
 __all__ = ["format_value", "render_header", "render_metrics", "render_family"]
 
@@ -78,13 +87,8 @@ def _write_float(v: float) -> str:
 
 def _escape_label_value(v: str) -> str:
     """Escape backslash, newline and double quote (Go's quotedEscaper)."""
-    if "\\" in v:
-        v = v.replace("\\", "\\\\")
-    if "\n" in v:
-        v = v.replace("\n", "\\n")
-    if '"' in v:
-        v = v.replace('"', '\\"')
-    return v
+    v = _escape_help(v)
+    return v.replace('"', '\\"') if '"' in v else v
 
 
 def _escape_help(v: str) -> str:
@@ -178,8 +182,13 @@ def _ts(m: Metric) -> str:
 
 
 def render_header(name: str, type: str, help: str) -> bytes:  # noqa: A002 (agreed signature)
-    """'# HELP' (only when help is non-empty) and '# TYPE' lines."""
+    """'# HELP' (only when help is non-empty) and '# TYPE' lines.
+
+    The text format has no gauge histograms: they are written as histograms, as Go does.
+    """
     n = _name(name)
+    if type == GAUGE_HISTOGRAM:
+        type = HISTOGRAM  # noqa: A001
     if help:
         return _encode(f"# HELP {n} {_escape_help(help)}\n# TYPE {n} {type}\n")
     return _encode(f"# TYPE {n} {type}\n")
@@ -261,7 +270,7 @@ def render_metrics(family: MetricFamily) -> bytes:
         lines = _render_plain(family)
     elif t == SUMMARY:
         lines = _render_summary(family)
-    elif t == HISTOGRAM:
+    elif t in (HISTOGRAM, GAUGE_HISTOGRAM):
         lines = _render_histogram(family)
     else:
         raise ValueError(f"unknown metric type {t!r}")
