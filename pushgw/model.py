@@ -14,8 +14,9 @@ GAUGE = "gauge"
 UNTYPED = "untyped"
 SUMMARY = "summary"
 HISTOGRAM = "histogram"
+GAUGE_HISTOGRAM = "gaugehistogram"
 
-METRIC_TYPES = (COUNTER, GAUGE, UNTYPED, SUMMARY, HISTOGRAM)
+METRIC_TYPES = (COUNTER, GAUGE, UNTYPED, SUMMARY, HISTOGRAM, GAUGE_HISTOGRAM)
 
 
 @dataclass(slots=True)
@@ -24,17 +25,23 @@ class Metric:
 
     Counters, gauges and untyped metrics use ``value``; summaries use
     ``quantiles``, ``count`` and ``sum``; histograms use ``buckets``, ``count``
-    and ``sum``. Counts are integers, as in the protobuf model, so a text push
-    of ``x_count 1.5`` stores 1 exactly as the official does.
+    and ``sum``. Counts are integers, as in the protobuf model (a text push of
+    ``x_count 1.5`` in a summary stores 1, as the official does), except in
+    float histograms, whose counts are all floats.
+
+    ``native`` is the serialised ``io.prometheus.client.Histogram`` of a
+    protobuf push that carries native-histogram data: kept verbatim, since
+    only the protobuf exposition can carry it on to Prometheus.
     """
 
     labels: dict[str, str]
     value: float = 0.0
-    count: int = 0
+    count: int | float = 0
     sum: float = 0.0
     quantiles: list[tuple[float, float]] = field(default_factory=list)
-    buckets: list[tuple[float, int]] = field(default_factory=list)
+    buckets: list[tuple[float, int | float]] = field(default_factory=list)
     timestamp_ms: int | None = None
+    native: bytes | None = None
 
 
 @dataclass(slots=True)

@@ -280,7 +280,14 @@ def test_empty_family_renders_header_only():
 
 def test_unknown_type_is_refused():
     with pytest.raises(ValueError):
-        render_metrics(MetricFamily("g", "gaugehistogram", "", [m()]))
+        render_metrics(MetricFamily("g", "stateset", "", [m()]))
+
+
+def test_gauge_histogram_is_written_as_histogram():
+    family = MetricFamily("g", "gaugehistogram", "", [Metric({}, count=2, sum=1.0, buckets=[(1.0, 2)])])
+    assert render_family(family) == (
+        b'# TYPE g histogram\ng_bucket{le="1"} 2\ng_bucket{le="+Inf"} 2\ng_sum 1\ng_count 2\n'
+    )
 
 
 # ------------------------------------------------------------ round trips

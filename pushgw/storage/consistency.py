@@ -18,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from pushgw.model import HISTOGRAM, SUMMARY, MetricFamily
+from pushgw.model import GAUGE_HISTOGRAM, HISTOGRAM, SUMMARY, MetricFamily
+
+HISTOGRAMS = (HISTOGRAM, GAUGE_HISTOGRAM)
 
 TIMESTAMPS_ERROR = "pushed metrics must not have timestamps"
 
@@ -95,12 +97,12 @@ def _check_suffix_collisions(
         if name.endswith(suffix):
             base = name[: -len(suffix)]
             base_type = _name_type(base, families, type_of)
-            if base_type == HISTOGRAM or (base_type == SUMMARY and suffix != "_bucket"):
+            if base_type in HISTOGRAMS or (base_type == SUMMARY and suffix != "_bucket"):
                 raise Inconsistency(
                     f"metric named {name!r} collides with {base_type} named {base!r}"
                 )
-    if family.type in (SUMMARY, HISTOGRAM):
-        suffixes = ("_count", "_sum", "_bucket") if family.type == HISTOGRAM else ("_count", "_sum")
+    if family.type == SUMMARY or family.type in HISTOGRAMS:
+        suffixes = ("_count", "_sum") if family.type == SUMMARY else ("_count", "_sum", "_bucket")
         for suffix in suffixes:
             if _name_type(name + suffix, families, type_of) is not None:
                 raise Inconsistency(
