@@ -346,3 +346,54 @@ def require_peer(name: str, path: str | None, apt_package: str | None = None) ->
     if in_ci():
         pytest.fail(reason + " [CI=true: a missing peer is a failure]", pytrace=False)
     pytest.skip(reason)
+
+
+# -- Prometheus server ------------------------------------------------------
+
+PROMETHEUS_DEFAULT_PATH = "/usr/bin/prometheus"
+PROMETHEUS_APT_PACKAGE = "prometheus"
+
+
+def prometheus_binary() -> str | None:
+    """Path of the Prometheus server binary, or None if not installed."""
+    found = shutil.which("prometheus")
+    if found:
+        return found
+    if os.path.isfile(PROMETHEUS_DEFAULT_PATH) and os.access(PROMETHEUS_DEFAULT_PATH, os.X_OK):
+        return PROMETHEUS_DEFAULT_PATH
+    return None
+
+
+def prometheus_version(binary: str) -> tuple[int, int, int]:
+    """``prometheus --version`` as (major, minor, patch), e.g. (2, 42, 0) for 2.42.0+ds."""
+    import re
+
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    match = re.search(r"version (\d+)\.(\d+)\.(\d+)", out.stdout + out.stderr)
+    if not match:
+        raise RuntimeError(f"cannot read the version of {binary}: {out.stdout!r} {out.stderr!r}")
+    return tuple(int(part) for part in match.groups())
+
+
+def start_prometheus(config_text: str, tmp_path: str | os.PathLike, *flags: str,
+                     ready_timeout: float = 30.0) -> ServerProcess:
+    """Start a Prometheus server of its own on 127.0.0.1:PORT (a free port).
+
+    Writes ``config_text`` to a fresh directory under ``tmp_path`` and runs
+    ``prometheus --config.file=<dir>/prometheus.yml --storage.tsdb.path=<dir>/data
+    --web.listen-address=127.0.0.1:PORT *flags``; waits until ``/-/ready``
+    answers 200. Never uses a system service that may listen on :9090; stop
+    it with ``.stop()`` / ``.close()`` (by its own pid). Fails the test (or
+    skips it, outside CI) if the binary is missing.
+    """
+    binary = require_peer("prometheus", prometheus_binary() or PROMETHEUS_DEFAULT_PATH,
+                          apt_package=PROMETHEUS_APT_PACKAGE)
+    workdir = Path(tempfile.mkdtemp(prefix="prometheus-", dir=tmp_path))
+    config = workdir / "prometheus.yml"
+    config.write_text(config_text)
+    return _start(
+        lambda port: [binary, f"--config.file={config}",
+                      f"--storage.tsdb.path={workdir / 'data'}",
+                      f"--web.listen-address=127.0.0.1:{port}", *flags],
+        name="prometheus", args=flags, ready_timeout=ready_timeout,
+    )
