@@ -18,11 +18,13 @@ from pushgw.api import v1
 from pushgw.gateway import Gateway
 from pushgw.handler import metrics, misc, push
 from pushgw.handler.responses import empty, method_not_allowed, not_found, text_error
+from pushgw.web.auth import WebConfigMiddleware
+from pushgw.web.webconfig import WebConfig
 
 ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]
 
 
-def build_app(gateway: Gateway) -> Starlette:
+def build_app(gateway: Gateway, web_config: WebConfig | None = None) -> Starlette:
     prefix = gateway.route_prefix
     settings = gateway.settings
     telemetry = posixpath.normpath("/" + f"{prefix}/{settings.telemetry_path}".lstrip("/"))
@@ -73,6 +75,8 @@ def build_app(gateway: Gateway) -> Starlette:
     )
     app.state.gateway = gateway
     app.add_middleware(CleanPathMiddleware)
+    if web_config is not None:  # outermost: the official's auth covers redirects too
+        app.add_middleware(WebConfigMiddleware, config=web_config, route_prefix=prefix)
     return app
 
 

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return serve(settings)
-    except (OSError, DatabaseError) as err:
+    except (OSError, DatabaseError, ConfigError) as err:  # ConfigError: the web config file changed
         print(f"pushgw: error: {err}", file=sys.stderr)
         return 1
 

@@ -61,7 +61,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("web.listen-address", "listen_addresses", "string", ":9091",
          "Address to listen on (host:port or :port). Repeatable.", repeatable=True),
     Flag("web.config.file", "web_config_file", "string", "",
-         "TLS / authentication config file (not supported yet)."),
+         "Path to a web config file (exporter-toolkit format) enabling TLS, basic auth and headers."),
     Flag("web.systemd-socket", "systemd_socket", "bool", "false",
          "Use systemd socket activation (not supported yet)."),
     Flag("web.telemetry-path", "telemetry_path", "string", "/metrics",
@@ -78,6 +78,10 @@ FLAGS: tuple[Flag, ...] = (
          "File the metrics are saved to; empty keeps them in memory only."),
     Flag("persistence.interval", "persistence_interval", "duration", "5m",
          "Accepted for compatibility; pushgw commits every change before answering."),
+    Flag("push.max-body-size", "max_body_size", "bytes", "64MiB",
+         "Largest push body accepted, as sent (compressed or not); larger ones get 413."),
+    Flag("push.max-decompressed-size", "max_decompressed_size", "bytes", "256MiB",
+         "Largest push body after gzip or snappy decompression; larger ones get 413."),
     Flag("metric.timetolive", "metric_timetolive", "duration", "0",
          "Default time to live of a group after its last successful push; 0 keeps groups forever."),
     Flag("push.disable-consistency-check", "disable_consistency_check", "bool", "false",
@@ -111,6 +115,8 @@ class Settings:
     persistence_file: str = ""
     persistence_interval: float = 300.0  # seconds; accepted, unused: every change is committed
     metric_timetolive: float = 0.0  # seconds; 0 means groups never expire
+    max_body_size: int = 64 * 1024 * 1024  # bytes
+    max_decompressed_size: int = 256 * 1024 * 1024  # bytes
     disable_consistency_check: bool = False
     enable_utf8_names: bool = False
     log_level: str = "info"
@@ -178,6 +184,29 @@ def parse_duration(text: str) -> float:
             raise ValueError(f'invalid duration "{text}": out of range')
         pos = match.end()
     return (-total_ns if text.startswith("-") else total_ns) / 1e9
+
+
+_SIZE = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?")
+_SIZE_UNITS = {
+    None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2,
+    "GB": 1000**3, "GiB": 1024**3,
+}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``1048576``, ``512KiB``, ``64MiB``, ``1GB``; ValueError otherwise."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f'invalid size "{text}": want a number of bytes, optionally with B, KB, KiB, MB, MiB, GB or GiB')
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+def format_size(size: int) -> str:
+    """The shortest exact form: ``64MiB``, ``1000``."""
+    for unit in ("GiB", "MiB", "KiB"):
+        if size and size % _SIZE_UNITS[unit] == 0:
+            return f"{size // _SIZE_UNITS[unit]}{unit}"
+    return str(size)
 
 
 def format_duration(seconds: float) -> str:
@@ -267,6 +296,8 @@ def _convert(flag: Flag, raw: str) -> Any:
         return raw == "true"
     if flag.kind == "duration":
         return parse_duration(raw)
+    if flag.kind == "bytes":
+        return parse_size(raw)
     if flag.kind == "url":
         check_url(raw)
     if flag.kind == "choice" and raw not in flag.choices:
@@ -287,6 +318,8 @@ def _show(flag: Flag, value: Any) -> str:
         return "true" if value else "false"
     if flag.kind == "duration":
         return format_duration(value)
+    if flag.kind == "bytes":
+        return format_size(value)
     return value
 
 
@@ -396,6 +429,8 @@ def _file_value(flag: Flag, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise wrong("true or false")
         return value
+    if flag.kind == "bytes" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
     if not isinstance(value, str):
         raise wrong('a duration string such as "5m"' if flag.kind == "duration" else "a string")
     try:
@@ -435,8 +470,9 @@ def _from_file(path: str) -> dict[str, Any]:
 def _validate(settings: Settings) -> None:
     """Refuse what pushgw cannot honour yet, and bad addresses."""
     if settings.web_config_file:
-        raise ConfigError("--web.config.file is not supported yet (no TLS or basic auth); "
-                          "terminate TLS in a proxy in front of pushgw and remove the setting")
+        from pushgw.web.webconfig import load_web_config  # it imports this module
+
+        load_web_config(settings.web_config_file)  # a bad file stops start-up here
     if settings.systemd_socket:
         raise ConfigError("--web.systemd-socket is not supported yet; use --web.listen-address")
     if settings.enable_utf8_names:

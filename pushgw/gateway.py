@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from array import array
 from collections.abc import Callable
 
 import orjson
 
 from pushgw.config import Settings
+from pushgw.exposition.scrape import Exposition
 from pushgw.grouping import format_group
 from pushgw.selfmetrics import GatewayMetrics
 from pushgw.storage.sqlite import Database
-from pushgw.storage.store import Change, MetricStore
+from pushgw.storage.store import Change, MetricStore, StoredFamily
 from pushgw.storage.writer import Writer
 
 log = logging.getLogger("pushgw")
@@ -40,6 +42,7 @@ class Gateway:
         )
         self.metrics = GatewayMetrics(self._store_size)
         self.store.reserved = self.metrics.reserved()
+        self.exposition = Exposition(self.store)
         self.writer: Writer | None = None
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -129,7 +132,9 @@ class Gateway:
         for i, row in enumerate(rows):
             labels = dict(orjson.loads(row.grouping))
             families = [
-                (f.name, f.type, f.help, f.pushed_at, f.lines, f.added_inf, f.quarantined)
+                (StoredFamily(f.name, f.type, f.help, f.lines, array("q"), f.pushed_at,
+                              added_inf=f.added_inf, proto=f.proto, native=f.proto is not None),
+                 f.quarantined)
                 for f in row.families
             ]
             self.store.restore(labels, row.push_time, row.failure_time, row.ttl, families, row.problem)

@@ -13,6 +13,8 @@ from pushgw.app import build_app
 from pushgw.config import Settings, split_listen_address
 from pushgw.gateway import Gateway
 from pushgw.storage.sqlite import check_file
+from pushgw.web.tls import build_ssl_context
+from pushgw.web.webconfig import WebConfig, load_web_config
 
 log = logging.getLogger("pushgw")
 
@@ -41,11 +43,26 @@ def _log_signal(sig: int, frame: object) -> None:
     log.info("received SIGINT/SIGTERM; exited gracefully")
 
 
+def _set_tls(config: uvicorn.Config, web_config: WebConfig | None) -> None:
+    """Serve TLS with pushgw's own SSLContext (uvicorn's ssl_* options cannot set
+    TLS versions): loading the config first keeps uvicorn from replacing it."""
+    if web_config is None or web_config.tls is None:
+        log.info("TLS is disabled.", extra={"http2": False})
+        return
+    config.load()
+    config.ssl = build_ssl_context(web_config)
+    tls = web_config.tls
+    log.info("TLS is enabled.", extra={
+        "http2": False, "client_auth_type": tls.client_auth_type,
+        "min_version": tls.min_version.name, "max_version": tls.max_version.name})
+
+
 def serve(settings: Settings) -> int:
     """Serve until SIGINT/SIGTERM or ``/-/quit``; returns the exit code."""
     log.info("starting pushgw", extra={"version": __version__})
     if settings.persistence_file:
         check_file(settings.persistence_file)  # refuse a foreign or broken file before serving
+    web_config = load_web_config(settings.web_config_file) if settings.web_config_file else None
     sockets = [bind(address) for address in settings.listen_addresses]
     server: uvicorn.Server | None = None
 
@@ -56,7 +73,7 @@ def serve(settings: Settings) -> int:
 
     gateway = Gateway(settings, on_shutdown_request=shutdown)
     config = uvicorn.Config(
-        build_app(gateway),
+        build_app(gateway, web_config),
         loop="auto",
         http="auto",
         lifespan="on",
@@ -65,6 +82,7 @@ def serve(settings: Settings) -> int:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+    _set_tls(config, web_config)
     server = uvicorn.Server(config)
     for address in settings.listen_addresses:
         log.info("listening", extra={"address": address})

@@ -30,6 +30,8 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
 # plus push.enable-utf8-names (HEAD), config.file and metric.timetolive (pushgw only).
 OFFICIAL_DEFAULT_STATUS_FLAGS = {
     "metric.timetolive": "0s",
+    "push.max-body-size": "64MiB",
+    "push.max-decompressed-size": "256MiB",
     "log.format": "logfmt",
     "log.level": "info",
     "persistence.file": "",

@@ -227,3 +227,98 @@ def test_prometheus_client_push_functions_with_base64_grouping_key(clean_pushgw)
     assert samples[("job_seconds_bucket", tuple(sorted(key + (("le", "5"),))))] == 1.0
     delete_from_gateway(address, job="cleaner/daily", grouping_key=grouping)
     assert pushed_samples(address) == {}
+
+
+PROTO_CT = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+
+
+def test_protobuf_push_and_every_scrape_format_agree(clean_pushgw):
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
+
+    from pushgw.exposition.protobuf import encode_family, parse_delimited
+    from pushgw.model import Metric, MetricFamily
+
+    url = clean_pushgw.url
+    body = encode_family(MetricFamily("pb_jobs_total", "counter", "Jobs.", [Metric({"kind": "a"}, 4.0)]))
+    body += encode_family(MetricFamily("pb_temp", "gauge", "", [Metric({}, -1.5)]))
+    assert requests.put(url + "/metrics/job/pb", data=body, headers={"Content-Type": PROTO_CT}).status_code == 200
+    requests.put(url + "/metrics/job/txt", data=b"# TYPE plain counter\nplain 2\n# TYPE pb_temp gauge\npb_temp 3\n")
+    bad = requests.put(url + "/metrics/job/pb", data=body[:-2], headers={"Content-Type": PROTO_CT})
+    assert bad.status_code == 400 and bad.text.strip()
+
+    text = pushed_samples(url)
+    assert text[("pb_jobs_total", (("instance", ""), ("job", "pb"), ("kind", "a")))] == 4.0
+    assert text[("pb_temp", (("instance", ""), ("job", "txt")))] == 3.0
+
+    r = requests.get(url + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert r.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert r.text.endswith("# EOF\n")
+    om = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in om_families(r.text) for s in f.samples
+        if not s.name.startswith(("process_", "python_", "pushgateway_", "push_"))
+    }
+    # The very same series names and values as the text format (prometheus-client's
+    # text parser reports a counter without the _total suffix under name + "_total").
+    text[("plain", (("instance", ""), ("job", "txt")))] = text.pop(("plain_total", (("instance", ""), ("job", "txt"))))
+    assert om == text
+    assert 'plain{instance="",job="txt"} 2\n' in r.text
+    assert 'plain{instance="",job="txt"} 2\n' in requests.get(url + "/metrics").text
+
+    r = requests.get(url + "/metrics", headers={"Accept": PROTO_CT, "Accept-Encoding": "gzip"})
+    assert r.headers["content-type"] == PROTO_CT and r.headers["content-encoding"] == "gzip"
+    families = parse_delimited(r.content)  # requests has already gunzipped it
+    assert families["pb_temp"].type == "gauge" and len(families["pb_temp"].metrics) == 2
+    assert families["plain"].metrics[0].labels == {"instance": "", "job": "txt"}
+    assert families["pushgateway_build_info"].metrics[0].value == 1.0
+
+
+def test_snappy_and_gzip_pushes_from_prometheus_client(clean_pushgw):
+    address = clean_pushgw.url
+    for compression in ("gzip", "snappy"):
+        registry = CollectorRegistry()
+        Gauge("zipped_" + compression, "Compressed.", registry=registry).set(7)
+        push_to_gateway(address, job=compression, registry=registry, compression=compression)
+        assert pushed_samples(address)[("zipped_" + compression, (("instance", ""), ("job", compression)))] == 7.0
+
+
+def test_oversized_and_bomb_pushes_are_413(make_pushgw):
+    import snappy
+
+    server = make_pushgw("--push.max-body-size=128KiB", "--push.max-decompressed-size=1MiB")
+    url = server.url
+    requests.put(url + "/metrics/job/keep", data=b"keep 1\n")
+    big = b"".join(b'm{i="%d"} 1\n' % i for i in range(20000))
+    r = requests.put(url + "/metrics/job/big", data=big)
+    assert r.status_code == 413 and "max-body-size" in r.text and "131072" in r.text
+    bomb = b"# " + b"x" * (3 << 19) + b"\n"  # 1.5 MiB inflated
+    for encoding, data in (("gzip", gzip.compress(bomb)), ("snappy", snappy.StreamCompressor().add_chunk(bomb))):
+        assert len(data) < 128 * 1024
+        r = requests.put(url + "/metrics/job/bomb", data=data, headers={"Content-Encoding": encoding})
+        assert r.status_code == 413 and "max-decompressed-size" in r.text, encoding
+    assert set(pushed_samples(url)) == {("keep", (("instance", ""), ("job", "keep")))}
+
+
+def test_native_histogram_survives_a_restart_and_reaches_protobuf_scrapes(make_pushgw, tmp_path):
+    from pushgw.exposition.protobuf import parse_delimited, pb
+
+    histogram = pb.Histogram(
+        sample_count=7, sample_sum=3.5, schema=0, zero_threshold=1e-128, zero_count=1,
+        positive_span=[pb.BucketSpan(offset=0, length=2)], positive_delta=[2, 1],
+        negative_span=[pb.BucketSpan(offset=0, length=1)], negative_delta=[1],
+    )
+    family = pb.MetricFamily(name="nh", type=pb.MetricType["HISTOGRAM"], metric=[pb.Metric(histogram=histogram)])
+    data = family.SerializeToString()
+    body = bytes([len(data)]) + data
+    db = f"--persistence.file={tmp_path / 'pushgw.db'}"
+    with make_pushgw(db) as server:
+        assert requests.put(server.url + "/metrics/job/n", data=body, headers={"Content-Type": PROTO_CT}).status_code == 200
+    server = make_pushgw(db)
+    r = requests.get(server.url + "/metrics", headers={"Accept": PROTO_CT})
+    (metric,) = parse_delimited(r.content)["nh"].metrics
+    restored = pb.Histogram()
+    restored.ParseFromString(metric.native)
+    assert restored.positive_delta == [2, 1] and restored.zero_count == 1 and restored.schema == 0
+    assert metric.labels == {"instance": "", "job": "n"}
+    text = requests.get(server.url + "/metrics").text
+    assert 'nh_count{instance="",job="n"} 7' in text and 'nh_bucket{instance="",job="n",le="+Inf"} 7' in text

@@ -182,7 +182,7 @@ def test_scrape_body_merges_families_and_is_cached(store):
     push(store, "# HELP m second\n# TYPE m gauge\nm 2\n", job="b")
     body = store.render()
     assert body.count(b"# TYPE m gauge") == 1
-    assert store.family_block("m") is store.family_block("m")  # cached
+    assert store.merged("m") is store.merged("m")  # cached until m changes
     push(store, "# TYPE m gauge\nm 3\n", job="b")
     assert store.render() != body
     assert samples(store)[("m", (("instance", ""), ("job", "b")))] == 3.0

@@ -4,34 +4,22 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from urllib.parse import quote, unquote_to_bytes
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from pushgw.exposition.text_parser import ParseError, parse_text
-from pushgw.grouping import BASE64_SUFFIX, GroupingError, format_group, parse_grouping_labels
-from pushgw.handler.responses import empty, method_not_allowed, not_found, text_error
 from pushgw.config import parse_duration
+from pushgw.grouping import BASE64_SUFFIX, GroupingError, format_group, parse_grouping_labels
+from pushgw.handler.body import BodyError, decompress, parse_families, read_body
+from pushgw.handler.responses import empty, method_not_allowed, not_found, text_error
 from pushgw.storage.store import PushRejected
 from pushgw.storage.writer import PersistenceError
 
 log = logging.getLogger("pushgw.push")
 
 PUSH_METHODS = ("PUT", "POST", "DELETE")
-# Decompressed pushes larger than this are refused rather than inflated in memory.
-MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024
-PROTOBUF_MEDIA_TYPE = "application/vnd.google.protobuf"
 TTL_HEADER = "Pushgateway-TTL"
-
-
-class BodyError(ValueError):
-    """A body that cannot be decoded; ``status`` is the answer to give."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 async def push_or_delete(request: Request) -> Response:
@@ -82,20 +70,18 @@ async def _handle(request: Request, gateway) -> Response:
             return _not_persisted(err, grouping, request.method)
         return empty(202)
 
-    body = await request.body()
+    settings = gateway.settings
     try:
         ttl = _ttl(request.headers.get(TTL_HEADER))
-        body = _decode_body(body, request.headers.get("content-encoding", ""))
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() == PROTOBUF_MEDIA_TYPE:
-            raise BodyError("protobuf pushes are not supported yet; push the text format")
-        families = parse_text(body)
-    except (BodyError, ParseError) as err:
-        status = err.status if isinstance(err, BodyError) else 400
+        body = await read_body(request, settings.max_body_size)
+        body = decompress(body, request.headers.get("content-encoding", ""), settings.max_decompressed_size)
+        families = parse_families(body, request.headers.get("content-type", ""))
+    except BodyError as err:
         log.info(
             "push rejected",
             extra={"group": format_group(grouping), "method": request.method, "err": str(err)},
         )
-        return text_error(str(err), status)
+        return text_error(str(err), err.status)
 
     unchecked = not gateway.store.check_consistency
     try:
@@ -143,24 +129,6 @@ def _ttl(header: str | None) -> float | None:
     if ttl < 0:
         raise BodyError(f"invalid {TTL_HEADER} header {header!r}: must not be negative")
     return ttl
-
-
-def _decode_body(body: bytes, content_encoding: str) -> bytes:
-    encoding = content_encoding.strip().lower()
-    if encoding == "gzip":
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            data = inflater.decompress(body, MAX_DECOMPRESSED_BYTES)
-        except zlib.error as err:
-            raise BodyError(f"gzip: invalid body: {err}") from None
-        if inflater.unconsumed_tail:
-            raise BodyError(
-                f"decompressed body exceeds the limit of {MAX_DECOMPRESSED_BYTES} bytes", 413
-            )
-        if not inflater.eof:
-            raise BodyError("gzip: unexpected EOF")
-        return data
-    return body
 
 
 def _request_size(request: Request) -> int:

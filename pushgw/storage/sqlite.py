@@ -41,6 +41,7 @@ MIGRATIONS: dict[int, str] = {
             lines BLOB NOT NULL,
             added_inf TEXT NOT NULL,      -- histogram metrics whose +Inf bucket was added
             quarantined INTEGER NOT NULL, -- pushed unchecked, failed the check, not exposed
+            proto BLOB,                   -- protobuf-encoded metrics, for native histograms
             PRIMARY KEY (grouping, name)
         ) WITHOUT ROWID;
     """,
@@ -60,6 +61,7 @@ class FamilyRow:
     lines: bytes
     added_inf: tuple[int, ...] = ()
     quarantined: bool = False
+    proto: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -171,16 +173,17 @@ class Database:
             async for grouping, push_time, failure_time, ttl, problem in cursor:
                 groups[grouping] = GroupRow(grouping, push_time, failure_time, ttl, problem, [])
         async with self._conn.execute(
-            "SELECT grouping, name, type, help, pushed_at, lines, added_inf, quarantined "
+            "SELECT grouping, name, type, help, pushed_at, lines, added_inf, quarantined, proto "
             "FROM families"
         ) as cursor:
-            async for grouping, name, type_, help_, pushed_at, lines, added_inf, bad in cursor:
+            async for grouping, name, type_, help_, pushed_at, lines, added_inf, bad, proto in cursor:
                 group = groups.get(grouping)
                 if group is not None:
                     indices = tuple(int(i) for i in added_inf.split(",") if i)
-                    group.families.append(
-                        FamilyRow(name, type_, help_, pushed_at, bytes(lines), indices, bool(bad))
-                    )
+                    group.families.append(FamilyRow(
+                        name, type_, help_, pushed_at, bytes(lines), indices, bool(bad),
+                        bytes(proto) if proto is not None else None,
+                    ))
         return list(groups.values())
 
     async def write(self, writes: Iterable[GroupWrite]) -> None:
@@ -203,7 +206,7 @@ class Database:
                     added_inf = ",".join(map(str, fam.added_inf))
                     family_rows.append((
                         w.grouping, name, fam.type, fam.help, fam.pushed_at, fam.lines,
-                        added_inf, int(fam.quarantined),
+                        added_inf, int(fam.quarantined), fam.proto,
                     ))
         self.check_identity()
         conn = self._conn
@@ -221,7 +224,7 @@ class Database:
             )
             await conn.executemany(
                 "INSERT OR REPLACE INTO families (grouping, name, type, help, pushed_at, "
-                "lines, added_inf, quarantined) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "lines, added_inf, quarantined, proto) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 family_rows,
             )
             await conn.execute("COMMIT")

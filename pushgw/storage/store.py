@@ -18,11 +18,13 @@ from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from pushgw.exposition.protobuf import encode_metrics, frame_family, parse_delimited
 from pushgw.exposition.text_parser import parse_text
 from pushgw.exposition.text_render import render_header, render_metrics
 from pushgw.grouping import GroupKey, group_key
-from pushgw.model import GAUGE, HISTOGRAM, Metric, MetricFamily
+from pushgw.model import GAUGE, Metric, MetricFamily
 from pushgw.storage.consistency import (
+    HISTOGRAMS,
     TIMESTAMPS_ERROR,
     Inconsistency,
     ReservedFamily,
@@ -63,6 +65,28 @@ class StoredFamily:
     # Histogram metrics (by position) whose +Inf bucket the renderer added;
     # the JSON API leaves it out again, as the official does.
     added_inf: tuple[int, ...] = ()
+    # The metrics as encoded protobuf ``metric`` fields: the source of truth
+    # for native histograms (``native``; text cannot carry them), else derived
+    # on the first protobuf scrape and kept as a cache.
+    proto: bytes | None = None
+    native: bool = False
+
+
+@dataclass(slots=True)
+class MergedFamily:
+    """One family name across all groups: what every scrape format is built from."""
+
+    name: str
+    type: str
+    help: str
+    parts: list[StoredFamily]
+    text: bytes  # header and the lines of every part, for the text format
+    header_length: int
+
+    @property
+    def lines(self) -> memoryview:
+        """The sample lines without the header, without a copy."""
+        return memoryview(self.text)[self.header_length:]
 
 
 @dataclass(slots=True)
@@ -142,7 +166,7 @@ class MetricStore:
         self._expiry: list[tuple[float, GroupKey]] = []  # heap; stale entries skipped
         self.generation = 0  # bumped on every change; lets callers cache derived views
         self._names: dict[str, _NameEntry] = {}
-        self._blocks: dict[str, bytes] = {}
+        self._merged: dict[str, MergedFamily] = {}
         self._sorted_names: list[str] | None = None
 
     # --- changes -------------------------------------------------------------
@@ -233,24 +257,23 @@ class MetricStore:
         push_time: float,
         failure_time: float,
         ttl: float,
-        families: Iterable[tuple[str, str, str, float, bytes, tuple[int, ...], bool]],
+        families: Iterable[tuple[StoredFamily, bool]],
         problem: str | None = None,
     ) -> None:
         """Put back a group read from the database.
 
-        ``families`` are (name, type, help, pushed_at, lines, added_inf, quarantined) rows.
+        ``families`` are (stored family, quarantined) pairs as persisted: their
+        series hashes and sort keys are derived here.
         """
         key = group_key(labels)
         if key in self.groups:
             self._delete(key)
         group = self.groups[key] = Group(dict(labels), {}, push_time, failure_time, ttl)
         group.problem = problem
-        for name, kind, help_text, pushed_at, lines, added_inf, quarantined in families:
-            decoded = parse_text(render_header(name, kind, "") + lines).get(name)
-            metrics = decoded.metrics if decoded else []
-            hashes = array("q", (series_hash(name, m.labels) for m in metrics))
-            sort_key = series_order(metrics[0]) if metrics else ()
-            stored = StoredFamily(name, kind, help_text, lines, hashes, pushed_at, sort_key, added_inf)
+        for stored, quarantined in families:
+            metrics = self.metrics_of(stored)
+            stored.hashes = array("q", (series_hash(stored.name, m.labels) for m in metrics))
+            stored.sort_key = series_order(metrics[0]) if metrics else ()
             if quarantined:
                 group.quarantined[name] = stored
             else:
@@ -286,31 +309,32 @@ class MetricStore:
         return self._sorted_names
 
     def render(self) -> bytes:
-        """The text exposition of every stored family, sorted by name.
+        """The text exposition of every stored family, sorted by name."""
+        return b"".join(self.merged(n).text for n in self.family_names())
 
-        Each family's block is cached until that family changes, so rendering
-        after a push re-renders one header and re-joins cached bytes.
+    def merged(self, name: str) -> MergedFamily:
+        """One family across every group that has it, cached until it changes.
+
+        A new object after every change, so other formats can cache what
+        they derive from it by identity.
         """
-        return b"".join(self.family_block(n) for n in self.family_names())
-
-    def family_block(self, name: str, with_header: bool = True) -> bytes:
-        """One family's header and the lines of every group that has it."""
-        if with_header:
-            block = self._blocks.get(name)
-            if block is not None:
-                return block
-        entry = self._names[name]
-        stored = sorted(entry.families.values(), key=_family_order)
-        lines = b"".join(s.lines for s in stored)
-        if not with_header:
-            return lines
-        help_text = next((s.help for s in stored if s.help), "")
-        block = render_header(name, entry.type, help_text) + lines
-        self._blocks[name] = block
-        return block
+        merged = self._merged.get(name)
+        if merged is None:
+            entry = self._names[name]
+            parts = sorted(entry.families.values(), key=_family_order)
+            help_text = next((s.help for s in parts if s.help), "")
+            header = render_header(name, entry.type, help_text)
+            text = b"".join([header, *(s.lines for s in parts)])
+            merged = MergedFamily(name, entry.type, help_text, parts, text, len(header))
+            self._merged[name] = merged
+        return merged
 
     def metrics_of(self, stored: StoredFamily) -> list[Metric]:
-        """The metrics of a stored family, decoded again from its rendered lines."""
+        """The metrics of a stored family, decoded again from what is stored."""
+        if stored.native:
+            frame = frame_family(stored.name, "", stored.type, stored.proto)
+            family = parse_delimited(frame).get(stored.name)
+            return family.metrics if family is not None else []
         text = render_header(stored.name, stored.type, "") + stored.lines
         family = parse_text(text).get(stored.name)
         metrics = family.metrics if family is not None else []
@@ -433,7 +457,7 @@ class MetricStore:
         self._invalidate(name)
 
     def _invalidate(self, name: str) -> None:
-        self._blocks.pop(name, None)
+        self._merged.pop(name, None)
 
 
 
@@ -449,12 +473,13 @@ def _family_order(stored: StoredFamily) -> tuple:
 def stored_family(family: MetricFamily, hashes: array, pushed_at: float) -> StoredFamily:
     """Render a (sanitised, sorted) family for storage."""
     added_inf: tuple[int, ...] = ()
-    if family.type == HISTOGRAM:
+    if family.type in HISTOGRAMS:
         added_inf = tuple(
             i for i, m in enumerate(family.metrics) if all(b != math.inf for b, _ in m.buckets)
         )
     sort_key = series_order(family.metrics[0]) if family.metrics else ()
+    native = any(m.native is not None for m in family.metrics)
     return StoredFamily(
         family.name, family.type, family.help, render_metrics(family), hashes, pushed_at,
-        sort_key, added_inf,
+        sort_key, added_inf, encode_metrics(family) if native else None, native,
     )

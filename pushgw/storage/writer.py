@@ -147,7 +147,8 @@ def group_write(store: MetricStore, key: GroupKey, names: frozenset[str] | None)
             stored = group.quarantined[name]
         families[name] = None if stored is None else FamilyRow(
             stored.name, stored.type, stored.help, stored.pushed_at, stored.lines,
-            stored.added_inf, quarantined,
+            stored.added_inf, quarantined, stored.proto if stored.native else None,
         )
     row = (group.push_time, group.failure_time, group.ttl, group.problem)
     return GroupWrite(grouping_text(key), row, families, replace_all=names is None)
+

@@ -1,0 +1,141 @@
+"""Reading a push body: size limits, Content-Encoding, Content-Type.
+
+Limits are enforced while reading and while inflating, so neither a huge body
+nor a small compression bomb is ever held in memory whole.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import cramjam
+from starlette.requests import Request
+
+from pushgw.exposition.protobuf import ProtobufError, parse_delimited
+from pushgw.exposition.text_parser import ParseError, parse_text
+from pushgw.model import MetricFamily
+
+PROTOBUF_MEDIA_TYPE = "application/vnd.google.protobuf"
+PROTOBUF_PROTO = "io.prometheus.client.MetricFamily"
+SNAPPY_STREAM_ID = b"\xff\x06\x00\x00sNaPpY"
+
+
+class BodyError(ValueError):
+    """A body that cannot be accepted; ``status`` is the answer to give."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def too_large(what: str, limit: int) -> BodyError:
+    return BodyError(f"{what} exceeds the limit of {limit} bytes (--push.{_flag(what)})", 413)
+
+
+def _flag(what: str) -> str:
+    return "max-decompressed-size" if "decompressed" in what else "max-body-size"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it grows past ``limit``."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large("request body", limit)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large("request body", limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decompress(body: bytes, content_encoding: str, limit: int) -> bytes:
+    """Undo ``gzip`` or ``snappy`` (matched case-insensitively, as newer officials do)."""
+    encoding = content_encoding.strip().lower()
+    if encoding == "gzip":
+        return _gunzip(body, limit)
+    if encoding == "snappy":
+        return _unsnappy(body, limit)
+    return body
+
+
+def parse_families(body: bytes, content_type: str) -> dict[str, MetricFamily]:
+    """Delimited protobuf when the Content-Type says so, the text format otherwise (as the official)."""
+    media, *params = (p.strip() for p in content_type.split(";"))
+    options = dict(p.partition("=")[::2] for p in params)
+    try:
+        if (
+            media.lower() == PROTOBUF_MEDIA_TYPE
+            and options.get("proto") == PROTOBUF_PROTO
+            and options.get("encoding") == "delimited"
+        ):
+            return parse_delimited(body)
+        return parse_text(body)
+    except (ParseError, ProtobufError) as err:
+        raise BodyError(str(err)) from None
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, limit)
+    except zlib.error as err:
+        raise BodyError(f"gzip: invalid body: {err}") from None
+    if inflater.unconsumed_tail:
+        raise too_large("decompressed body", limit)
+    if not inflater.eof:
+        raise BodyError("gzip: unexpected EOF")
+    return data
+
+
+def _unsnappy(body: bytes, limit: int) -> bytes:
+    """The snappy framing format (what Go's snappy.NewReader and python-snappy's stream use).
+
+    Each chunk's size is known before it is inflated (the raw block starts with
+    its length), so the limit holds without inflating anything too large.
+    """
+    if not body.startswith(SNAPPY_STREAM_ID):
+        raise BodyError("snappy: body does not start with the snappy stream identifier")
+    out = []
+    total = 0
+    pos = 0
+    while pos < len(body):
+        if pos + 4 > len(body):
+            raise BodyError("snappy: truncated chunk header")
+        kind = body[pos]
+        length = int.from_bytes(body[pos + 1 : pos + 4], "little")
+        chunk = body[pos + 4 : pos + 4 + length]
+        if len(chunk) < length:
+            raise BodyError("snappy: truncated chunk")
+        pos += 4 + length
+        if kind == 0xFF or kind >= 0x80:  # stream identifier, padding, skippable
+            continue
+        if kind > 0x01:
+            raise BodyError(f"snappy: unsupported chunk type {kind:#x}")
+        if length < 4:
+            raise BodyError("snappy: chunk too short for its checksum")
+        data = chunk[4:]  # after the masked CRC-32C
+        size = _raw_length(data) if kind == 0x00 else len(data)
+        total += size
+        if total > limit:
+            raise too_large("decompressed body", limit)
+        if kind == 0x00:
+            try:
+                data = bytes(cramjam.snappy.decompress_raw(data))
+            except cramjam.DecompressionError as err:
+                raise BodyError(f"snappy: corrupt chunk: {err}") from None
+        out.append(data)
+    return b"".join(out)
+
+
+def _raw_length(block: bytes) -> int:
+    """The uncompressed length a raw snappy block announces (a varint)."""
+    result = shift = 0
+    for i, byte in enumerate(block[:5]):
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result
+        shift += 7
+    raise BodyError("snappy: corrupt chunk length")

@@ -1,0 +1,174 @@
+"""Basic auth, roles and extra headers from the web config, as an ASGI middleware.
+
+It wraps the whole application, as the exporter-toolkit wraps the official's
+whole server: every path needs credentials when ``basic_auth_users`` is set,
+``/-/healthy`` and ``/-/ready`` included, and every response (401s too) gets
+the configured headers.
+
+bcrypt is slow on purpose (~100 ms at cost 10), far too slow to pay on every
+push. After the first check of a (user, password) pair its result is kept
+under a keyed BLAKE2b digest of the pair and the stored hash: the password
+itself is never kept, a random per-process key means the digests are
+useless outside this process, and a changed hash misses the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import posixpath
+import secrets
+
+import bcrypt
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pushgw.handler.responses import text_error
+from pushgw.web.webconfig import WebConfig
+
+PUSH_METHODS = frozenset({"PUT", "POST", "DELETE"})
+RIGHTS = {"admin": frozenset({"admin", "push", "read"}),
+          "push": frozenset({"push"}),
+          "read": frozenset({"read"})}
+CACHE_SIZE = 1024  # remembered (user, password, hash) checks; the oldest half goes when full
+
+
+class PasswordChecker:
+    """bcrypt checks with a cache of results, one bcrypt at a time off the event loop."""
+
+    def __init__(self, users: dict[str, bytes]) -> None:
+        self.users = users
+        self._key = secrets.token_bytes(32)
+        self._cache: dict[bytes, bool] = {}
+        self._lock = asyncio.Lock()
+        self._dummy: bytes | None = None
+        self.bcrypt_calls = 0  # for tests and curiosity
+
+    def _digest(self, user: str, password: bytes, hashed: bytes) -> bytes:
+        h = hashlib.blake2b(key=self._key, digest_size=32)
+        for part in (user.encode("utf-8", "surrogateescape"), password, hashed):
+            h.update(len(part).to_bytes(8, "big"))
+            h.update(part)
+        return h.digest()
+
+    async def check(self, user: str, password: bytes) -> bool:
+        hashed = self.users.get(user)
+        known = hashed is not None
+        if hashed is None:
+            # Spend the same time on unknown users, so timing does not tell
+            # which user names exist (as the toolkit does).
+            hashed = self._dummy_hash()
+        digest = self._digest(user, password, hashed)
+        cached = self._cache.get(digest)
+        if cached is not None:
+            return cached and known
+        async with self._lock:  # bcrypt is CPU-bound: one at a time, as the toolkit does
+            cached = self._cache.get(digest)
+            if cached is None:
+                cached = await asyncio.to_thread(_bcrypt_ok, password, hashed)
+                self.bcrypt_calls += 1
+                self._remember(digest, cached)
+        return cached and known
+
+    def _remember(self, digest: bytes, ok: bool) -> None:
+        if len(self._cache) >= CACHE_SIZE:
+            for old in list(self._cache)[: CACHE_SIZE // 2]:
+                del self._cache[old]
+        self._cache[digest] = ok
+
+    def _dummy_hash(self) -> bytes:
+        if self._dummy is None:
+            costs = [int(h.split(b"$")[2]) for h in self.users.values()] or [10]
+            self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(max(costs)))
+        return self._dummy
+
+
+def _bcrypt_ok(password: bytes, hashed: bytes) -> bool:
+    try:
+        return bcrypt.checkpw(password, hashed)
+    except ValueError:  # e.g. a password over 72 bytes, which Go's bcrypt refuses too
+        return False
+
+
+def basic_credentials(scope: Scope) -> tuple[str, bytes] | None:
+    """(user, password) from an ``Authorization: Basic`` header, as Go's r.BasicAuth() reads it."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() != b"basic":
+                return None
+            try:
+                decoded = base64.b64decode(token.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                return None
+            user, colon, password = decoded.partition(b":")
+            if not colon:
+                return None
+            return user.decode("utf-8", "surrogateescape"), password
+    return None
+
+
+def required_right(method: str, path: str, prefix: str) -> str:
+    """The right a request needs: admin (wipe, quit), push (changing the push API) or read."""
+    cleaned = posixpath.normpath("/" + path.lstrip("/"))
+    admin_api = prefix + "/api/v1/admin"
+    if cleaned in (prefix + "/-/quit", "/-/quit", admin_api) or cleaned.startswith(admin_api + "/"):
+        return "admin"
+    if cleaned.startswith(prefix + "/metrics/job") and method in PUSH_METHODS:
+        return "push"
+    return "read"
+
+
+def rights_of(roles: frozenset[str] | None) -> frozenset[str]:
+    """A user without a role entry has every right, as every user has in the official."""
+    if roles is None:
+        return RIGHTS["admin"]
+    return frozenset().union(*(RIGHTS[r] for r in roles))
+
+
+class WebConfigMiddleware:
+    """Adds the configured headers, then demands credentials and the right role."""
+
+    def __init__(self, app: ASGIApp, config: WebConfig, route_prefix: str) -> None:
+        self.app = app
+        self.config = config
+        self.prefix = route_prefix
+        self.checker = PasswordChecker(config.users)
+        self.headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                        for k, v in config.headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.headers:
+            send = self._adding_headers(send)
+        if self.config.users:
+            credentials = basic_credentials(scope)
+            if credentials is None or not await self.checker.check(*credentials):
+                response = text_error("Unauthorized", 401, {"WWW-Authenticate": "Basic"})
+                await response(scope, receive, send)
+                return
+            user = credentials[0]
+            needed = required_right(scope["method"], scope["path"], self.prefix)
+            if needed not in rights_of(self.config.roles.get(user)):
+                roles = ", ".join(sorted(self.config.roles[user]))
+                response = text_error(
+                    f"Forbidden: user {user!r} (role {roles}) may not {scope['method']} "
+                    f"{scope['path']}: that needs the {needed} role", 403)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _adding_headers(self, send: Send) -> Send:
+        """Set the configured headers on the response, unless the handler set them itself."""
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self.headers if k not in present]
+                if extra:
+                    message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        return wrapped
