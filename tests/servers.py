@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -86,6 +87,9 @@ class ServerProcess:
         ready_path: str = "/-/ready",
         ready_timeout: float = DEFAULT_READY_TIMEOUT,
         cwd: str | os.PathLike | None = None,
+        scheme: str = "http",
+        ready_headers: dict[str, str] | None = None,
+        ready_context: ssl.SSLContext | None = None,
     ):
         self.argv = list(argv)
         self.port = port
@@ -96,7 +100,11 @@ class ServerProcess:
         self.cwd = cwd
         self.host = "127.0.0.1"
         self.prefix = ""  # route prefix (set by start_pushgw/start_official)
-        self.url = f"http://{self.host}:{port}"
+        self.url = f"{scheme}://{self.host}:{port}"
+        # For a server behind TLS or basic auth (--web.config.file): what the
+        # readiness check needs to get through.
+        self.ready_headers = ready_headers or {}
+        self.ready_context = ready_context
         self.proc: subprocess.Popen | None = None
         self.returncode: int | None = None
         self._log = None
@@ -130,7 +138,8 @@ class ServerProcess:
                     f"command: {self.argv!r}\noutput:\n{self.output()}"
                 )
             try:
-                with urllib.request.urlopen(self.url + self.ready_path, timeout=1) as r:
+                request = urllib.request.Request(self.url + self.ready_path, headers=self.ready_headers)
+                with urllib.request.urlopen(request, timeout=1, context=self.ready_context) as r:
                     if r.status == 200:
                         return
                     last_error = f"status {r.status}"
@@ -212,7 +221,7 @@ class ServerProcess:
 
 
 def _start(make_argv, *, name, args, env=None, ready_timeout=DEFAULT_READY_TIMEOUT,
-           ready_path=None, attempts=3) -> ServerProcess:
+           ready_path=None, attempts=3, **ready) -> ServerProcess:
     """Start a server on a fresh free port, retrying if the port got taken."""
     if ready_path is None:
         ready_path = route_prefix_from_args(args) + "/-/ready"
@@ -221,7 +230,7 @@ def _start(make_argv, *, name, args, env=None, ready_timeout=DEFAULT_READY_TIMEO
         port = free_port()
         server = ServerProcess(make_argv(port), port, name=name, env=env,
                                ready_path=ready_path, ready_timeout=ready_timeout,
-                               cwd=REPO_ROOT)
+                               cwd=REPO_ROOT, **ready)
         server.prefix = route_prefix_from_args(args)
         try:
             return server.start()
@@ -236,19 +245,21 @@ def _start(make_argv, *, name, args, env=None, ready_timeout=DEFAULT_READY_TIMEO
 
 def start_pushgw(*args: str, env: dict[str, str] | None = None,
                  ready_timeout: float = DEFAULT_READY_TIMEOUT,
-                 ready_path: str | None = None) -> ServerProcess:
+                 ready_path: str | None = None, **ready) -> ServerProcess:
     """Start ``python -m pushgw --web.listen-address=127.0.0.1:PORT *args``.
 
     ``env`` is added to (and overrides parts of) the inherited environment;
     PYTHONUNBUFFERED=1 is set so the captured output is complete. Waits until
     ``/-/ready`` (under the route prefix implied by ``args``) answers 200.
+    ``ready`` may give ``scheme="https"``, ``ready_headers`` (e.g. basic auth)
+    and ``ready_context`` (an SSLContext) for a server with a web config file.
     """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return _start(
         lambda port: [sys.executable, "-m", "pushgw",
                       f"--web.listen-address=127.0.0.1:{port}", *args],
         name="pushgw", args=args, env=full_env, ready_timeout=ready_timeout,
-        ready_path=ready_path,
+        ready_path=ready_path, **ready,
     )
 
 
