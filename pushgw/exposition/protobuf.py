@@ -230,13 +230,14 @@ def _varint(body: bytes, pos: int) -> tuple[int, int]:
             raise ProtobufError(f"invalid length prefix at byte {start}")
 
 
-def _split(body: bytes) -> list[tuple[int, bytes]]:
-    """(offset, message bytes) of each length-prefixed message.
+def _split(body: bytes) -> list[tuple[int, memoryview]]:
+    """(offset, message bytes) of each length-prefixed message, without copies.
 
     A body may end only between two messages; a cut inside a prefix or a
     message is an error (the newest official answers 400 to it).
     """
     out = []
+    view = memoryview(body)
     pos = 0
     n = len(body)
     while pos < n:
@@ -247,7 +248,7 @@ def _split(body: bytes) -> list[tuple[int, bytes]]:
                 f"truncated message at byte {pos}: the prefix announces {size} bytes, "
                 f"{n - start} follow"
             )
-        out.append((pos, body[start:end]))
+        out.append((pos, view[start:end]))
         pos = end
     return out
 
