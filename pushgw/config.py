@@ -82,6 +82,20 @@ FLAGS: tuple[Flag, ...] = (
          "Largest push body accepted, as sent (compressed or not); larger ones get 413."),
     Flag("push.max-decompressed-size", "max_decompressed_size", "bytes", "256MiB",
          "Largest push body after gzip or snappy decompression; larger ones get 413."),
+    Flag("push.max-series-per-push", "max_series_per_push", "int", "500000",
+         "Most series one push may carry (0: no limit); more is refused with 400."),
+    Flag("push.max-labels-per-series", "max_labels_per_series", "int", "128",
+         "Most labels a pushed series may have (0: no limit); more is refused with 400."),
+    Flag("push.max-label-value-length", "max_label_value_length", "int", "65536",
+         "Longest label value a push may carry, in characters (0: no limit); 400 beyond."),
+    Flag("store.max-groups", "max_groups", "int", "500000",
+         "Most groups stored (0: no limit); a push that would add one more gets 429."),
+    Flag("store.max-series", "max_series", "int", "5000000",
+         "Most series stored (0: no limit); a push that would exceed it gets 429."),
+    Flag("web.read-timeout", "read_timeout", "duration", "1m",
+         "Longest time a client may take to send a push body; slower ones get 408."),
+    Flag("web.idle-timeout", "idle_timeout", "duration", "2m",
+         "How long an idle keep-alive connection is kept open."),
     Flag("metric.timetolive", "metric_timetolive", "duration", "0",
          "Default time to live of a group after its last successful push; 0 keeps groups forever."),
     Flag("push.disable-consistency-check", "disable_consistency_check", "bool", "false",
@@ -116,6 +130,13 @@ class Settings:
     persistence_interval: float = 300.0  # seconds; accepted, unused: every change is committed
     metric_timetolive: float = 0.0  # seconds; 0 means groups never expire
     max_body_size: int = 64 * 1024 * 1024  # bytes
+    max_series_per_push: int = 500_000
+    max_labels_per_series: int = 128
+    max_label_value_length: int = 65_536
+    max_groups: int = 500_000
+    max_series: int = 5_000_000
+    read_timeout: float = 60.0  # seconds
+    idle_timeout: float = 120.0  # seconds
     max_decompressed_size: int = 256 * 1024 * 1024  # bytes
     disable_consistency_check: bool = False
     enable_utf8_names: bool = False
@@ -298,6 +319,10 @@ def _convert(flag: Flag, raw: str) -> Any:
         return parse_duration(raw)
     if flag.kind == "bytes":
         return parse_size(raw)
+    if flag.kind == "int":
+        if not raw.isdigit():
+            raise ValueError(f'invalid number "{raw}": want a whole number, 0 for no limit')
+        return int(raw)
     if flag.kind == "url":
         check_url(raw)
     if flag.kind == "choice" and raw not in flag.choices:
@@ -320,6 +345,8 @@ def _show(flag: Flag, value: Any) -> str:
         return format_duration(value)
     if flag.kind == "bytes":
         return format_size(value)
+    if flag.kind == "int":
+        return str(value)
     return value
 
 
@@ -429,7 +456,7 @@ def _file_value(flag: Flag, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise wrong("true or false")
         return value
-    if flag.kind == "bytes" and isinstance(value, int) and not isinstance(value, bool):
+    if flag.kind in ("bytes", "int") and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
         raise wrong('a duration string such as "5m"' if flag.kind == "duration" else "a string")

@@ -19,6 +19,7 @@ from pushgw.config import Settings
 from pushgw.exposition.scrape import Exposition
 from pushgw.grouping import format_group
 from pushgw.selfmetrics import GatewayMetrics
+from pushgw.storage.limits import Limits
 from pushgw.storage.sqlite import Database
 from pushgw.storage.store import Change, MetricStore, StoredFamily
 from pushgw.storage.writer import Writer
@@ -39,6 +40,13 @@ class Gateway:
         self.store = MetricStore(
             check_consistency=not settings.disable_consistency_check,
             default_ttl=settings.metric_timetolive,
+            limits=Limits(
+                series_per_push=settings.max_series_per_push,
+                labels_per_series=settings.max_labels_per_series,
+                label_value_length=settings.max_label_value_length,
+                groups=settings.max_groups,
+                series=settings.max_series,
+            ),
         )
         self.metrics = GatewayMetrics(self._store_size)
         self.store.reserved = self.metrics.reserved()

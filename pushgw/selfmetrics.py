@@ -72,6 +72,12 @@ class GatewayMetrics:
             ["method"],
             registry=self.registry,
         )
+        self.refusals = Counter(
+            "pushgateway_push_refusals_total",
+            "Pushes and deletes refused, by reason (the official has no such metric).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.registry.register(_StoreSizeCollector(store_size))
         self._reserved = {
             f.name: ReservedFamily(f.type, f.help, strict_help=not f.metrics)

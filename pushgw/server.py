@@ -81,6 +81,7 @@ def serve(settings: Settings) -> int:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=int(settings.idle_timeout),
     )
     _set_tls(config, web_config)
     server = uvicorn.Server(config)

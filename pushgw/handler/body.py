@@ -6,6 +6,7 @@ nor a small compression bomb is ever held in memory whole.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 
 import cramjam
@@ -21,33 +22,42 @@ SNAPPY_STREAM_ID = b"\xff\x06\x00\x00sNaPpY"
 
 
 class BodyError(ValueError):
-    """A body that cannot be accepted; ``status`` is the answer to give."""
+    """A body that cannot be accepted; ``status`` is the answer, ``reason`` its counter label."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, reason: str = "malformed_body") -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason
 
 
 def too_large(what: str, limit: int) -> BodyError:
-    return BodyError(f"{what} exceeds the limit of {limit} bytes (--push.{_flag(what)})", 413)
+    decompressed = "decompressed" in what
+    flag = "max-decompressed-size" if decompressed else "max-body-size"
+    reason = "decompressed_body_too_large" if decompressed else "body_too_large"
+    return BodyError(f"{what} exceeds the limit of {limit} bytes (--push.{flag})", 413, reason)
 
 
-def _flag(what: str) -> str:
-    return "max-decompressed-size" if "decompressed" in what else "max-body-size"
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The raw body: 413 as soon as it grows past ``limit``, 408 if it takes over ``timeout`` s.
 
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it grows past ``limit``."""
+    A client that goes away mid-body gets nothing stored (ClientDisconnect propagates).
+    """
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise too_large("request body", limit)
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large("request body", limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large("request body", limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyError(
+            f"request body not received within {timeout:g}s (--web.read-timeout)", 408, "read_timeout"
+        ) from None
     return b"".join(chunks)
 
 

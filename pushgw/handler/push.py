@@ -6,13 +6,14 @@ import logging
 import time
 from urllib.parse import quote, unquote_to_bytes
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 
 from pushgw.config import parse_duration
 from pushgw.grouping import BASE64_SUFFIX, GroupingError, format_group, parse_grouping_labels
 from pushgw.handler.body import BodyError, decompress, parse_families, read_body
 from pushgw.handler.responses import empty, method_not_allowed, not_found, text_error
+from pushgw.storage.limits import LimitExceeded
 from pushgw.storage.store import PushRejected
 from pushgw.storage.writer import PersistenceError
 
@@ -41,7 +42,8 @@ async def _handle(request: Request, gateway) -> Response:
     try:
         path = unquote_to_bytes(request.scope.get("raw_path") or request.scope["path"]).decode("utf-8")
     except UnicodeDecodeError:
-        return text_error("URL path is not valid UTF-8", 400)
+        return _refuse(gateway, request, repr(request.scope.get("raw_path")), "bad_grouping_key",
+                       "URL path is not valid UTF-8", 400)
     rest = path[len(prefix):] if path.startswith(prefix) else request.path_params["rest"]
     job_is_base64 = rest.startswith(BASE64_SUFFIX)
     if job_is_base64:
@@ -59,63 +61,68 @@ async def _handle(request: Request, gateway) -> Response:
     try:
         grouping = parse_grouping_labels(job, job_is_base64, slash + labels_path)
     except GroupingError as err:
-        log.debug("invalid grouping key", extra={"path": path, "err": str(err)})
-        return text_error(str(err), 400)
+        return _refuse(gateway, request, path, "bad_grouping_key", str(err), 400)
+    group = format_group(grouping)
 
     await gateway.wait_ready()
     if request.method == "DELETE":
         try:
             await gateway.commit(gateway.store.delete(grouping))
         except PersistenceError as err:
-            return _not_persisted(err, grouping, request.method)
+            return _not_persisted(gateway, request, group, err)
         return empty(202)
 
     settings = gateway.settings
     try:
         ttl = _ttl(request.headers.get(TTL_HEADER))
-        body = await read_body(request, settings.max_body_size)
+        body = await read_body(request, settings.max_body_size, settings.read_timeout)
         body = decompress(body, request.headers.get("content-encoding", ""), settings.max_decompressed_size)
         families = parse_families(body, request.headers.get("content-type", ""))
-    except BodyError as err:
-        log.info(
-            "push rejected",
-            extra={"group": format_group(grouping), "method": request.method, "err": str(err)},
-        )
-        return text_error(str(err), err.status)
-
-    unchecked = not gateway.store.check_consistency
-    try:
         change = gateway.store.push(grouping, families, request.method == "PUT", ttl)
+    except (BodyError, LimitExceeded) as err:
+        return _refuse(gateway, request, group, err.reason, str(err), err.status)
+    except ClientDisconnect:  # nothing was stored; there is no one left to answer
+        return _refuse(gateway, request, group, "client_disconnected", "client disconnected", 400)
     except PushRejected as err:
-        log.error(
-            "pushed metrics are invalid or inconsistent with existing metrics",
-            extra={"group": format_group(grouping), "method": request.method, "err": str(err)},
-        )
         try:
             await gateway.commit(err.change)  # the failure time is state too
         except PersistenceError:
             pass  # the push is refused either way; the writer has logged the disk problem
-        if unchecked:
-            return empty(202)
-        return text_error(f"pushed metrics are invalid or inconsistent with existing metrics: {err}", 400)
+        unchecked = not gateway.store.check_consistency
+        message = f"pushed metrics are invalid or inconsistent with existing metrics: {err}"
+        return _refuse(gateway, request, group, "inconsistent", message, 202 if unchecked else 400)
     try:
         await gateway.commit(change)
     except PersistenceError as err:
-        return _not_persisted(err, grouping, request.method)
-    problem = gateway.store.groups[change.key].problem if unchecked else None
-    if problem:
-        log.error(
-            "inconsistent push stored but kept out of /metrics",
-            extra={"group": format_group(grouping), "method": request.method, "err": problem},
-        )
-    return empty(202 if unchecked else 200)
+        return _not_persisted(gateway, request, group, err)
+    if not gateway.store.check_consistency:
+        problem = gateway.store.groups[change.key].problem
+        if problem:
+            gateway.metrics.refusals.labels("quarantined").inc()
+            log.error(
+                "inconsistent push stored but kept out of /metrics",
+                extra={"group": group, "method": request.method, "err": problem},
+            )
+        return empty(202)
+    return empty(200)
 
 
-def _not_persisted(err: PersistenceError, grouping: dict[str, str], method: str) -> Response:
-    log.error(
-        "change not persisted", extra={"group": format_group(grouping), "method": method, "err": str(err)}
+def _refuse(gateway, request: Request, group: str, reason: str, message: str, status: int) -> Response:
+    """One log line and one count per refused push; the answer says why."""
+    gateway.metrics.refusals.labels(reason).inc()
+    log.log(
+        logging.ERROR if reason in ("inconsistent", "persistence") else logging.INFO,
+        "push refused",
+        extra={"group": group, "method": request.method, "reason": reason, "err": message},
     )
-    return text_error(f"could not persist the change, nothing was changed: {err}", 503)
+    if status == 202:  # --push.disable-consistency-check: refused, but the official says 202
+        return empty(202)
+    return text_error(message, status)
+
+
+def _not_persisted(gateway, request: Request, group: str, err: PersistenceError) -> Response:
+    message = f"could not persist the change, nothing was changed: {err}"
+    return _refuse(gateway, request, group, "persistence", message, 503)
 
 
 def _ttl(header: str | None) -> float | None:
@@ -125,9 +132,9 @@ def _ttl(header: str | None) -> float | None:
     try:
         ttl = parse_duration(header.strip())
     except ValueError as err:
-        raise BodyError(f"invalid {TTL_HEADER} header {header!r}: {err}") from None
+        raise BodyError(f"invalid {TTL_HEADER} header {header!r}: {err}", reason="bad_ttl") from None
     if ttl < 0:
-        raise BodyError(f"invalid {TTL_HEADER} header {header!r}: must not be negative")
+        raise BodyError(f"invalid {TTL_HEADER} header {header!r}: must not be negative", reason="bad_ttl")
     return ttl
 
 

@@ -34,6 +34,7 @@ from pushgw.storage.consistency import (
     sanitize_labels,
     series_hash,
 )
+from pushgw.storage.limits import Limits, check_push, check_store
 
 PUSH_TIME = "push_time_seconds"
 PUSH_TIME_HELP = "Last Unix time when changing this group in the Pushgateway succeeded."
@@ -155,11 +156,13 @@ class MetricStore:
         check_consistency: bool = True,
         clock: Callable[[], float] = time.time,
         default_ttl: float = 0.0,
+        limits: Limits = Limits(),
     ) -> None:
         self.reserved = reserved or {}
         self.check_consistency = check_consistency
         self.clock = clock
         self.default_ttl = default_ttl
+        self.limits = limits
         self.groups: dict[GroupKey, Group] = {}
         self.series_count = 0  # exposed series, the time gauges not counted
         self.expired_total = 0
@@ -182,11 +185,14 @@ class MetricStore:
 
         A rejected push still records its failure time on the group, creating the
         group if needed, as the official does; the exception carries that change.
+        A push over a limit raises LimitExceeded and changes nothing.
         ``ttl`` None means the default time to live.
         """
         now = self.clock()
         key = group_key(grouping)
         families = {n: f for n, f in families.items() if n not in TIME_FAMILIES}
+        check_push(self.limits, families.values())
+        self._check_store_limits(key, families, replace)
         for family in families.values():
             sanitize_labels(family, grouping)
             family.metrics.sort(key=series_order)
@@ -377,6 +383,16 @@ class MetricStore:
         """Whether group ``key`` really stores this series (hashes can collide)."""
         stored = self._names[name].families[key]
         return any(m.labels == labels for m in self.metrics_of(stored))
+
+    def _check_store_limits(self, key: GroupKey, families: dict[str, MetricFamily], replace: bool) -> None:
+        group = self.groups.get(key)
+        replaced = 0
+        if group is not None:
+            names = [n for n in group.families if n not in TIME_FAMILIES] if replace else families
+            replaced = sum(len(group.families[n].hashes) for n in names if n in group.families)
+        added = sum(len(f.metrics) for f in families.values())
+        groups_after = len(self.groups) + (group is None)
+        check_store(self.limits, groups_after, self.series_count - replaced + added)
 
     def _delete(self, key: GroupKey) -> Change | None:
         group = self.groups.pop(key, None)

@@ -1,0 +1,118 @@
+"""Limits, slow and broken clients, through a real pushgw process."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def refusals(url: str) -> dict[str, float]:
+    body = requests.get(url + "/metrics").text
+    for family in text_string_to_metric_families(body):
+        if family.name == "pushgateway_push_refusals":
+            return {s.labels["reason"]: s.value for s in family.samples if s.name.endswith("_total")}
+    return {}
+
+
+def jobs(url: str) -> set[str]:
+    return {g["labels"]["job"] for g in requests.get(url + "/api/v1/metrics").json()["data"]}
+
+
+def test_push_and_store_limits(make_pushgw):
+    server = make_pushgw(
+        "--push.max-series-per-push=5", "--push.max-labels-per-series=3",
+        "--push.max-label-value-length=10", "--store.max-groups=2", "--store.max-series=8",
+    )
+    url = server.url
+    assert requests.put(url + "/metrics/job/a", data=b"a1 1\na2 1\na3 1\na4 1\n").status_code == 200
+    cases = [
+        ("/metrics/job/b", "".join(f"s{i} 1\n" for i in range(6)), 400, "limit of 5 (--push.max-series-per-push)"),
+        ("/metrics/job/b", 'x{a="1",b="2",c="3",d="4"} 1\n', 400, "limit of 3 (--push.max-labels-per-series)"),
+        ("/metrics/job/b", 'x{a="12345678901"} 1\n', 400, "limit of 10 (--push.max-label-value-length)"),
+        ("/metrics/job/b", "b1 1\nb2 1\nb3 1\nb4 1\nb5 1\n", 429, "limit of 8 (--store.max-series)"),
+    ]
+    for path, body, status, phrase in cases:
+        r = requests.put(url + path, data=body.encode())
+        assert (r.status_code, phrase in r.text) == (status, True), (body, r.status_code, r.text)
+    assert jobs(url) == {"a"}  # nothing was stored, not even a failure time
+    assert requests.put(url + "/metrics/job/b", data=b"b1 1\nb2 1\nb3 1\nb4 1\n").status_code == 200
+    r = requests.put(url + "/metrics/job/c", data=b"c 1\n")
+    assert r.status_code == 429 and "limit of 2 groups (--store.max-groups)" in r.text
+    # Replacing what a group holds is measured net of what it replaces.
+    assert requests.put(url + "/metrics/job/a", data=b"n1 1\nn2 1\nn3 1\nn4 1\n").status_code == 200
+    requests.delete(url + "/metrics/job/b")
+    assert requests.put(url + "/metrics/job/c", data=b"c 1\n").status_code == 200
+    counts = refusals(url)
+    for reason in ("series_per_push", "labels_per_series", "label_value_length", "series", "groups"):
+        assert counts.get(reason) == 1, (reason, counts)
+
+
+def raw_request(port: int, head: bytes, body: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(head + body)
+    return sock
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """Status line, headers and the Content-Length body of one response."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(
+        (line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        b"0",
+    ))
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def test_slow_body_gets_408_and_changes_nothing(make_pushgw):
+    server = make_pushgw("--web.read-timeout=1s")
+    head = b"PUT /metrics/job/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+    sock = raw_request(server.port, head, b"slow 1\n")
+    started = time.monotonic()
+    answer = read_response(sock)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"--web.read-timeout" in answer
+    assert 0.8 < time.monotonic() - started < 5
+    assert jobs(server.url) == set()
+    assert refusals(server.url).get("read_timeout") == 1
+
+
+def test_client_disconnecting_mid_body_changes_nothing(make_pushgw):
+    server = make_pushgw()
+    requests.put(server.url + "/metrics/job/gone", data=b"before 1\n")
+    head = b"PUT /metrics/job/gone HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+    sock = raw_request(server.port, head, b"after 1\n")
+    time.sleep(0.2)
+    sock.close()
+    deadline = time.monotonic() + 5
+    while refusals(server.url).get("client_disconnected") != 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert refusals(server.url).get("client_disconnected") == 1
+    assert "before" in requests.get(server.url + "/metrics").text
+    assert "after" not in requests.get(server.url + "/metrics").text
+    assert requests.get(server.url + "/-/healthy").status_code == 200
+    assert "Traceback" not in server.output()
+
+
+def test_idle_keep_alive_connections_are_closed(make_pushgw):
+    server = make_pushgw("--web.idle-timeout=1s")
+    sock = raw_request(server.port, b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n", b"")
+    assert read_response(sock).startswith(b"HTTP/1.1 200")
+    started = time.monotonic()
+    assert sock.recv(4096) == b""  # closed by the server, not by the 10 s socket timeout
+    assert time.monotonic() - started < 5
+    sock.close()
