@@ -215,3 +215,8 @@ def test_unchecked_store_quarantines_inconsistent_pushes_but_refuses_timestamps(
     with pytest.raises(Inconsistency):
         push(store, "x 1 1000\n", job="c")
     assert "x" not in store.groups[(("job", "c"),)].families
+
+
+def test_reserved_label_names_in_the_body_are_rejected(store):
+    with pytest.raises(Inconsistency, match="invalid name: __x"):
+        push(store, 'a{__x="1"} 1\n')

@@ -77,7 +77,7 @@ def check_families(
                 f"but is already stored with type {existing.upper()}"
             )
         _check_suffix_collisions(family, families, type_of)
-        _check_duplicates_within(family)
+        _check_series(family)
 
 
 def _name_type(
@@ -110,9 +110,15 @@ def _check_suffix_collisions(
                 )
 
 
-def _check_duplicates_within(family: MetricFamily) -> None:
+def _check_series(family: MetricFamily) -> None:
+    """No reserved (``__``) label names, no two series with the same labels."""
     seen: set[tuple[tuple[str, str], ...]] = set()
     for metric in family.metrics:
+        reserved = next((n for n in metric.labels if n.startswith("__")), None)
+        if reserved is not None:
+            raise Inconsistency(
+                f"collected metric {family.name} has a label with an invalid name: {reserved}"
+            )
         key = tuple(metric.labels.items())
         if key in seen:
             raise Inconsistency(duplicate_message(family.name, metric.labels))
