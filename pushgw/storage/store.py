@@ -167,7 +167,6 @@ class MetricStore:
         self.series_count = 0  # exposed series, the time gauges not counted
         self.expired_total = 0
         self._expiry: list[tuple[float, GroupKey]] = []  # heap; stale entries skipped
-        self.generation = 0  # bumped on every change; lets callers cache derived views
         self._names: dict[str, _NameEntry] = {}
         self._merged: dict[str, MergedFamily] = {}
         self._sorted_names: list[str] | None = None
@@ -231,7 +230,6 @@ class MetricStore:
         self._set_time_family(key, group, PUSH_TIME, now, now)
         if PUSH_FAILURE_TIME not in group.families:
             self._set_time_family(key, group, PUSH_FAILURE_TIME, group.failure_time, now)
-        self.generation += 1
         return Change(key, before, None if replace else frozenset(families) | TIME_NAMES)
 
     def delete(self, grouping: dict[str, str]) -> Change | None:
@@ -288,7 +286,6 @@ class MetricStore:
             if name not in group.families:
                 self._set_time_family(key, group, name, value, value)
         self._schedule_expiry(key, group)
-        self.generation += 1
 
     def undo(self, change: Change) -> None:
         """Put a group back as it was before ``change`` (undo newest first)."""
@@ -302,7 +299,6 @@ class MetricStore:
             for stored in families:
                 self._add(change.key, group, stored)
             self._schedule_expiry(change.key, group)
-        self.generation += 1
 
     # --- views ---------------------------------------------------------------
 
@@ -401,7 +397,6 @@ class MetricStore:
         before = group.snapshot()
         for name in list(group.families):
             self._remove(key, group, name)
-        self.generation += 1
         return Change(key, before, None)
 
     def _snapshot(self, key: GroupKey) -> Group | None:
@@ -432,7 +427,6 @@ class MetricStore:
         self._set_time_family(key, group, PUSH_FAILURE_TIME, now, now)
         if PUSH_TIME not in group.families:
             self._set_time_family(key, group, PUSH_TIME, group.push_time, now)
-        self.generation += 1
         return Change(key, before, TIME_NAMES)
 
     def _set_time_family(self, key: GroupKey, group: Group, name: str, value: float, now: float) -> None:
