@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pushgw.api import v1
 from pushgw.gateway import Gateway
-from pushgw.handler import metrics, misc, push
+from pushgw.handler import metrics, misc, push, ui
 from pushgw.handler.responses import empty, method_not_allowed, not_found, text_error
 from pushgw.web.auth import WebConfigMiddleware
 from pushgw.web.webconfig import WebConfig
@@ -33,6 +33,8 @@ def build_app(gateway: Gateway, web_config: WebConfig | None = None) -> Starlett
         Route(prefix + "/-/healthy", misc.healthy, methods=["GET"]),
         Route(prefix + "/-/ready", misc.ready, methods=["GET"]),
         Route(prefix + "/-/quit", misc.quit_, methods=["PUT", "POST", "GET"]),
+        Route(prefix + "/", ui.page, methods=["GET"]),
+        Route(prefix + "/status", ui.page, methods=["GET"]),
         Route(prefix + "/metrics/job{rest:path}", push.push_or_delete, methods=ALL_METHODS),
         Route(telemetry, metrics.scrape, methods=["GET"]),
         Route(api + "/status", v1.status, methods=["GET"]),

@@ -479,7 +479,7 @@ def _scenarios() -> list[Scenario]:
            get("/api/v1/metrics", body_check="ignore", compare_headers=("Content-Type",)))))
     add(S("web-ui-pages",
           (get("/status", body_check="ignore"), get("/", body_check="ignore"),
-           get("/static/nope", body_check="ignore")), pending="issue 5: web UI"))
+           get("/static/nope", body_check="ignore"))))
 
     # ---- --push.disable-consistency-check ------------------------------
     # Deliberate difference: after an inconsistent unchecked push the official

@@ -248,7 +248,8 @@ def test_example_file_lists_every_key() -> None:
 # --- refused features ---------------------------------------------------------------
 
 @pytest.mark.parametrize("argv, yaml_text, message", [
-    (["--web.config.file=web.yml"], "web: {config_file: web.yml}\n", "--web.config.file is not supported yet"),
+    # A web config file that cannot be used (here: missing) refuses start-up too.
+    (["--web.config.file=web.yml"], "web: {config_file: web.yml}\n", 'cannot read web config file "web.yml"'),
     (["--push.enable-utf8-names"], "push: {enable_utf8_names: true}\n", "--push.enable-utf8-names is not supported yet"),
     (["--web.systemd-socket"], "web: {systemd_socket: true}\n", "--web.systemd-socket is not supported yet"),
 ])

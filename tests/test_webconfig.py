@@ -307,6 +307,7 @@ def test_good_credentials_with_curl_and_prometheus_client(auth_gw):
     ("reader", "GET", "/metrics", 200),
     ("reader", "GET", "/api/v1/metrics", 200),
     ("reader", "GET", "/api/v1/status", 200),
+    ("reader", "GET", "/", 200),
     ("reader", "GET", "/-/healthy", 200),
     ("reader", "PUT", "/metrics/job/r", 403),
     ("reader", "DELETE", "/metrics/job/r", 403),

@@ -1,0 +1,142 @@
+"""The fixed parts of the web UI page: CSS, the little JavaScript, the skeleton.
+
+Everything is inline (no build step, nothing fetched from the internet); a
+per-response nonce in the Content-Security-Policy lets only these run, so a
+label value that slipped through escaping still could not execute.
+"""
+
+from __future__ import annotations
+
+CSS = """
+:root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --bg: #f6f8fa; --accent: #e6522c;
+        --bad: #cf222e; --ok: #1a7f37; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg);
+       background: #fff; }
+header { display: flex; align-items: center; gap: 16px; padding: 10px 20px; background: #24292f; color: #fff; }
+header h1 { font-size: 17px; margin: 0; font-weight: 600; }
+header h1 span { color: var(--accent); }
+header .count { color: #d0d7de; }
+header .spacer { flex: 1; }
+main { padding: 16px 20px; max-width: 1200px; }
+#action-status { min-height: 1.4em; color: var(--muted); margin: 0 0 8px; }
+.empty { color: var(--muted); padding: 24px 0; }
+.group { border: 1px solid var(--line); border-radius: 6px; margin: 0 0 12px; background: #fff; }
+.group-head { display: flex; flex-wrap: wrap; align-items: center; gap: 6px; padding: 10px 12px;
+              background: var(--bg); border-bottom: 1px solid var(--line); border-radius: 6px 6px 0 0; }
+.group-head .labels { flex: 1; display: flex; flex-wrap: wrap; gap: 6px; }
+.label { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; padding: 2px 7px; border-radius: 10px;
+         background: #ddf4ff; border: 1px solid #b6e3ff; overflow-wrap: anywhere; }
+.label.job { background: #fff8c5; border-color: #eac54f; }
+.label.instance { background: #dafbe1; border-color: #aceebb; }
+.failed { color: #fff; background: var(--bad); border-radius: 10px; padding: 2px 8px; font-size: 12px; }
+.times { display: flex; flex-wrap: wrap; gap: 4px 24px; margin: 0; padding: 8px 12px; color: var(--muted); }
+.times div { display: flex; gap: 6px; }
+.times dt { font-weight: 600; color: var(--fg); }
+.times dd { margin: 0; }
+.problem { margin: 0 12px 8px; color: var(--bad); }
+details.metrics { padding: 0 12px 10px; }
+details summary { cursor: pointer; color: var(--muted); padding: 4px 0; }
+details.family { margin: 4px 0 4px 14px; }
+details.family summary { color: var(--fg); }
+.type { font-size: 11px; text-transform: uppercase; background: #eaeef2; border-radius: 4px; padding: 1px 5px; }
+.help { color: var(--muted); }
+.quarantined { color: var(--bad); font-size: 12px; }
+table { border-collapse: collapse; margin: 6px 0 6px 14px; font-size: 13px; }
+th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: var(--bg); }
+td.value { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; white-space: pre; }
+button { font: inherit; cursor: pointer; border-radius: 6px; padding: 3px 10px; border: 1px solid; }
+button.delete, button.wipe { color: var(--bad); background: #fff; border-color: #ffcecb; }
+button.delete:hover, button.wipe:hover { color: #fff; background: var(--bad); }
+button:disabled { opacity: .5; cursor: default; }
+#status table { margin-left: 0; }
+footer { color: var(--muted); padding: 8px 20px 20px; font-size: 12px; }
+"""
+
+# Deleting uses the group's push path with every value @base64-encoded (set
+# by the server in data-path), so any label value, "/" included, works.
+# Paths are relative: the page lives at <prefix>/ or <prefix>/status.
+JS = """
+(function () {
+  'use strict';
+  var status = document.getElementById('action-status');
+  function report(text) { status.textContent = text; }
+  function countGroups() {
+    var n = document.querySelectorAll('section.group').length;
+    document.getElementById('group-count').textContent = n + (n === 1 ? ' group' : ' groups');
+    var wipe = document.querySelector('button.wipe');
+    if (wipe) { wipe.disabled = n === 0; }
+    if (n === 0) { document.getElementById('no-groups').hidden = false; }
+  }
+  async function send(method, path) {
+    // Resolved against the page, minus any user:password@ from its address:
+    // fetch refuses URLs with credentials; the browser's auth cache supplies them.
+    var url = new URL(path, document.baseURI);
+    url.username = '';
+    url.password = '';
+    var response = await fetch(url, {method: method, credentials: 'same-origin'});
+    return {ok: response.status === 202, text: response.status + ' ' + (await response.text()).trim()};
+  }
+  document.addEventListener('click', async function (event) {
+    var button = event.target.closest('button[data-action]');
+    if (!button) { return; }
+    if (button.dataset.action === 'delete') {
+      var group = button.closest('section.group');
+      if (!window.confirm('Delete all metrics of group ' + group.dataset.name + '?')) { return; }
+      button.disabled = true;
+      var result = await send('DELETE', button.dataset.path);
+      if (result.ok) {
+        group.remove();
+        report('Deleted group ' + group.dataset.name + '.');
+        countGroups();
+      } else {
+        button.disabled = false;
+        report('Deleting group ' + group.dataset.name + ' failed: ' + result.text);
+      }
+    } else if (button.dataset.action === 'wipe') {
+      if (!window.confirm('Delete the metrics of ALL groups?')) { return; }
+      var wiped = await send('PUT', button.dataset.path);
+      if (wiped.ok) {
+        document.querySelectorAll('section.group').forEach(function (g) { g.remove(); });
+        report('Deleted all groups.');
+        countGroups();
+      } else {
+        report('Wiping failed: ' + wiped.text);
+      }
+    }
+  });
+})();
+"""
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="robots" content="noindex,nofollow">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Pushgateway (pushgw)</title>
+<link rel="icon" href="data:,">
+<style nonce="{nonce}">{css}</style>
+</head>
+<body>
+<header>
+<h1><span>&#9650;</span> Pushgateway <small>(pushgw)</small></h1>
+<span class="count" id="group-count">{group_count}</span>
+<span class="spacer"></span>
+{wipe}
+</header>
+<main>
+<p id="action-status" role="status"></p>
+<p class="empty" id="no-groups"{empty_hidden}>No metrics have been pushed.</p>
+{groups}
+<details id="status">
+<summary>Status: flags, build and start time</summary>
+{status}
+</details>
+</main>
+<footer>Rendered {now}. Times are UTC.</footer>
+<script nonce="{nonce}">{js}</script>
+</body>
+</html>
+"""

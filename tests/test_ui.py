@@ -1,0 +1,138 @@
+"""The web UI in headless Chromium (Debian's chromium and chromium-driver, driven by Selenium).
+
+The page must list what was pushed, show hostile label values as text
+without running them, and delete a group (its @base64 push path, so a value
+with "/" works) or all of them (wipe) with its buttons.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import urllib.request
+
+import pytest
+import requests
+
+from tests.servers import require_peer, start_pushgw
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--window-size=1280,1000")
+HOSTILE = "/var/<script>window.__pwned = 1</script>"
+HOSTILE_2 = '"><img src=x onerror="window.__pwned = 2">'
+PREFIX = "/gw"  # the page and its buttons must work under a route prefix
+
+
+def b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    chromium = require_peer("chromium", shutil.which("chromium") or "/usr/bin/chromium")
+    driver_path = require_peer("chromedriver", shutil.which("chromedriver") or "/usr/bin/chromedriver",
+                               apt_package="chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    service = Service(executable_path=driver_path, log_output=str(tmp_path / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=options)  # stops its own processes on quit()
+    driver.set_page_load_timeout(15)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def gw():
+    server = start_pushgw("--web.enable-admin-api", f"--web.route-prefix={PREFIX}")
+    yield server
+    server.close()
+
+
+def api_jobs(base: str) -> list[dict[str, str]]:
+    with urllib.request.urlopen(base + "/api/v1/metrics", timeout=5) as r:
+        return [g["labels"] for g in json.load(r)["data"]]
+
+
+def push_groups(base: str) -> None:
+    hostile = f"{base}/metrics/job/web/path@base64/{b64(HOSTILE)}/note@base64/{b64(HOSTILE_2)}"
+    assert requests.put(hostile, data=b"# HELP cleaned_bytes Bytes <b>cleaned</b>.\n"
+                                      b"# TYPE cleaned_bytes gauge\ncleaned_bytes 1024\n").status_code == 200
+    assert requests.put(f"{base}/metrics/job/batch/instance/host-1",
+                        data=b"# TYPE done counter\ndone_total 3\n").status_code == 200
+    assert requests.put(f"{base}/metrics/job/backup", data=b"backup_ok 1\n",
+                        headers={"Pushgateway-TTL": "10m"}).status_code == 200
+
+
+def test_page_lists_groups_deletes_one_and_wipes(browser, gw, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base = gw.url + PREFIX
+    push_groups(base)
+    browser.get(base + "/")
+    wait = WebDriverWait(browser, 10)
+    groups = browser.find_elements(By.CSS_SELECTOR, "section.group")
+    assert len(groups) == 3
+    assert browser.find_element(By.ID, "group-count").text == "3 groups"
+    text = browser.find_element(By.TAG_NAME, "main").text
+    assert f'path="{HOSTILE}"' in text and f'note="{HOSTILE_2}"' in text  # shown as text
+    assert 'job="batch"' in text and 'instance="host-1"' in text
+    assert browser.execute_script("return window.__pwned") is None  # and never run
+    assert browser.execute_script("return document.scripts.length") == 1
+    assert not browser.find_elements(By.CSS_SELECTOR, "main img")
+    backup = next(g for g in groups if 'job="backup"' in g.text)
+    assert "TTL\n10m0s" in backup.text
+    assert re.search(r"Expires\nin (10m0s|9m\d+s) \(at 20", backup.text)
+    assert "Last push" in backup.text and "Last failure\nnever" in backup.text
+
+    web = next(g for g in groups if 'job="web"' in g.text)
+    web.find_element(By.CSS_SELECTOR, "details.metrics > summary").click()
+    web.find_element(By.CSS_SELECTOR, "details.family summary").click()
+    assert "cleaned_bytes" in web.text and "1024" in web.text and "Bytes <b>cleaned</b>." in web.text
+
+    screenshot = tmp_path / "ui.png"
+    assert browser.save_screenshot(str(screenshot))
+    data = screenshot.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
+    if os.environ.get("PUSHGW_UI_SCREENSHOT"):  # keep a copy to look at
+        shutil.copy(screenshot, os.environ["PUSHGW_UI_SCREENSHOT"])
+
+    web.find_element(By.CSS_SELECTOR, "button.delete").click()
+    wait.until(EC.alert_is_present()).accept()
+    wait.until(EC.staleness_of(web))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "section.group")) == 2
+    assert browser.find_element(By.ID, "group-count").text == "2 groups"
+    assert "Deleted group" in browser.find_element(By.ID, "action-status").text
+    assert {g["job"] for g in api_jobs(base)} == {"batch", "backup"}
+
+    browser.find_element(By.CSS_SELECTOR, "button.wipe").click()
+    wait.until(EC.alert_is_present()).accept()
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "section.group"))
+    assert browser.find_element(By.ID, "no-groups").is_displayed()
+    assert api_jobs(base) == []
+    assert browser.execute_script("return window.__pwned") is None
+
+
+def test_page_without_admin_api_has_no_wipe_button_and_escapes(make_pushgw):
+    server = make_pushgw()
+    requests.put(f"{server.url}/metrics/job/j/x@base64/{b64(HOSTILE)}", data=b"m 1\n")
+    for path in ("/", "/status"):
+        r = requests.get(server.url + path)
+        assert r.status_code == 200 and r.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert "script-src 'nonce-" in r.headers["Content-Security-Policy"]
+        assert 'class="wipe"' not in r.text and 'class="delete"' in r.text
+        assert "<script>window" not in r.text and "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in r.text
+        assert f'data-path="metrics/job@base64/{b64("j")}/x@base64/{b64(HOSTILE)}"' in r.text
+    assert requests.get(server.url + "/static/nope").status_code == 404
+    assert requests.get(server.url + "/nope").status_code == 404
