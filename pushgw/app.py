@@ -19,12 +19,12 @@ from pushgw.gateway import Gateway
 from pushgw.handler import metrics, misc, push, ui
 from pushgw.handler.responses import empty, method_not_allowed, not_found, text_error
 from pushgw.web.auth import WebConfigMiddleware
-from pushgw.web.webconfig import WebConfig
+from pushgw.web.reload import LiveWebConfig
 
 ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]
 
 
-def build_app(gateway: Gateway, web_config: WebConfig | None = None) -> Starlette:
+def build_app(gateway: Gateway, web_config: LiveWebConfig | None = None) -> Starlette:
     prefix = gateway.route_prefix
     settings = gateway.settings
     telemetry = posixpath.normpath("/" + f"{prefix}/{settings.telemetry_path}".lstrip("/"))
@@ -78,7 +78,7 @@ def build_app(gateway: Gateway, web_config: WebConfig | None = None) -> Starlett
     app.state.gateway = gateway
     app.add_middleware(CleanPathMiddleware)
     if web_config is not None:  # outermost: the official's auth covers redirects too
-        app.add_middleware(WebConfigMiddleware, config=web_config, route_prefix=prefix)
+        app.add_middleware(WebConfigMiddleware, live=web_config, route_prefix=prefix)
     return app
 
 

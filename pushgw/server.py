@@ -13,8 +13,8 @@ from pushgw.app import build_app
 from pushgw.config import Settings, split_listen_address
 from pushgw.gateway import Gateway
 from pushgw.storage.sqlite import check_file
-from pushgw.web.tls import build_ssl_context
-from pushgw.web.webconfig import WebConfig, load_web_config
+from pushgw.web.reload import LiveWebConfig
+from pushgw.web.webconfig import load_web_config
 
 log = logging.getLogger("pushgw")
 
@@ -43,15 +43,16 @@ def _log_signal(sig: int, frame: object) -> None:
     log.info("received SIGINT/SIGTERM; exited gracefully")
 
 
-def _set_tls(config: uvicorn.Config, web_config: WebConfig | None) -> None:
+def _set_tls(config: uvicorn.Config, web_config: LiveWebConfig | None) -> None:
     """Serve TLS with pushgw's own SSLContext (uvicorn's ssl_* options cannot set
     TLS versions): loading the config first keeps uvicorn from replacing it."""
-    if web_config is None or web_config.tls is None:
+    if web_config is None or web_config.ssl_context is None:
         log.info("TLS is disabled.", extra={"http2": False})
         return
     config.load()
-    config.ssl = build_ssl_context(web_config)
-    tls = web_config.tls
+    config.ssl = web_config.ssl_context
+    tls = web_config.config.tls
+    assert tls is not None
     log.info("TLS is enabled.", extra={
         "http2": False, "client_auth_type": tls.client_auth_type,
         "min_version": tls.min_version.name, "max_version": tls.max_version.name})
@@ -62,7 +63,7 @@ def serve(settings: Settings) -> int:
     log.info("starting pushgw", extra={"version": __version__})
     if settings.persistence_file:
         check_file(settings.persistence_file)  # refuse a foreign or broken file before serving
-    web_config = load_web_config(settings.web_config_file) if settings.web_config_file else None
+    web_config = LiveWebConfig(load_web_config(settings.web_config_file)) if settings.web_config_file else None
     sockets = [bind(address) for address in settings.listen_addresses]
     server: uvicorn.Server | None = None
 

@@ -363,6 +363,63 @@ def test_required_right_and_rights():
     assert rights_of(frozenset({"push", "read"})) == {"push", "read"}
 
 
+# --- reloading, as the official re-reads the file ------------------------------------------
+
+
+def _server_pair(directory: Path, stem: str) -> tuple[str, str, str]:
+    """A fresh CA and a server certificate for 127.0.0.1 it signed: (ca, cert, key) paths."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = _certificate(f"{stem} CA", ca_key, _name(f"{stem} CA"), ca_key, ca=True)
+    ca_path, _ = _write_pair(directory, f"{stem}-ca", ca_cert, ca_key)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert_path, key_path = _write_pair(
+        directory, stem, _certificate("pushgw", key, ca_cert.subject, ca_key, server=True), key)
+    return ca_path, cert_path, key_path
+
+
+def _served_certificate(port: int, context: ssl.SSLContext) -> x509.Certificate:
+    with ssl.create_connection(("127.0.0.1", port)) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+
+
+def _replace(target: Path | str, text: str | bytes) -> None:
+    """Write a new version next to the file and rename it over, as tools rotating files do."""
+    target = Path(target)
+    temporary = target.with_name(target.name + ".new")
+    temporary.write_bytes(text if isinstance(text, bytes) else text.encode())
+    temporary.replace(target)
+
+
+def test_rotated_certificate_new_users_and_broken_edits(tmp_path, users_yaml):
+    old_ca, cert, key = _server_pair(tmp_path, "old")
+    new_ca, new_cert, new_key = _server_pair(tmp_path, "new")
+    trust_both = ssl.create_default_context(cafile=old_ca)
+    trust_both.load_verify_locations(new_ca)
+    tls = f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+    config = write_config(tmp_path, tls + users_yaml)
+    gw = start_pushgw(f"--web.config.file={config}", scheme="https", ready_context=trust_both,
+                      ready_headers=auth("alice"))
+    try:
+        first = _served_certificate(gw.port, trust_both)
+        assert request("GET", gw.url + "/metrics", auth("carol", "carol-pw"), context=trust_both)[0] == 401
+        _replace(cert, Path(new_cert).read_bytes())
+        _replace(key, Path(new_key).read_bytes())
+        carol = bcrypt.hashpw(b"carol-pw", bcrypt.gensalt(4)).decode()
+        _replace(config, tls + users_yaml + f"  carol: {carol}\n")
+        time.sleep(1.2)
+        assert _served_certificate(gw.port, trust_both).serial_number != first.serial_number
+        assert request("GET", gw.url + "/metrics", auth("carol", "carol-pw"), context=trust_both)[0] == 200
+        _replace(config, "basic_auth_users: [\n")  # broken: the previous config stays in force
+        time.sleep(1.2)
+        assert request("GET", gw.url + "/metrics", auth("carol", "carol-pw"), context=trust_both)[0] == 200
+        assert request("GET", gw.url + "/metrics", context=trust_both)[0] == 401
+        assert "web config file reloaded" in gw.output()
+        assert "cannot be used; keeping the previous one" in gw.output()
+    finally:
+        gw.close()
+
+
 # --- files that must stop start-up -------------------------------------------------------
 
 BAD_FILES = [

@@ -25,6 +25,7 @@ import bcrypt
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pushgw.handler.responses import text_error
+from pushgw.web.reload import LiveWebConfig
 from pushgw.web.webconfig import WebConfig
 
 PUSH_METHODS = frozenset({"PUT", "POST", "DELETE"})
@@ -130,11 +131,19 @@ def rights_of(roles: frozenset[str] | None) -> frozenset[str]:
 class WebConfigMiddleware:
     """Adds the configured headers, then demands credentials and the right role."""
 
-    def __init__(self, app: ASGIApp, config: WebConfig, route_prefix: str) -> None:
+    def __init__(self, app: ASGIApp, live: LiveWebConfig, route_prefix: str) -> None:
         self.app = app
-        self.config = config
+        self.live = live
         self.prefix = route_prefix
-        self.checker = PasswordChecker(config.users)
+        self.checker = PasswordChecker({})
+        self.config: WebConfig | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+
+    def _use(self, config: WebConfig) -> None:
+        """Take a (re)loaded config; cached checks stay valid, their keys include the hash."""
+        self.config = config
+        self.checker.users = config.users
+        self.checker._dummy = None
         self.headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                         for k, v in config.headers.items()]
 
@@ -142,9 +151,12 @@ class WebConfigMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        config = self.live.current()
+        if config is not self.config:
+            self._use(config)
         if self.headers:
             send = self._adding_headers(send)
-        if self.config.users:
+        if config.users:
             credentials = basic_credentials(scope)
             if credentials is None or not await self.checker.check(*credentials):
                 response = text_error("Unauthorized", 401, {"WWW-Authenticate": "Basic"})
@@ -152,8 +164,8 @@ class WebConfigMiddleware:
                 return
             user = credentials[0]
             needed = required_right(scope["method"], scope["path"], self.prefix)
-            if needed not in rights_of(self.config.roles.get(user)):
-                roles = ", ".join(sorted(self.config.roles[user]))
+            if needed not in rights_of(config.roles.get(user)):
+                roles = ", ".join(sorted(config.roles[user]))
                 response = text_error(
                     f"Forbidden: user {user!r} (role {roles}) may not {scope['method']} "
                     f"{scope['path']}: that needs the {needed} role", 403)
