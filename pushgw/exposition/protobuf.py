@@ -194,8 +194,11 @@ _MetricFamilyPB = pb.MetricFamily
 
 _LEGACY_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LEGACY_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-# Label names seen valid; they repeat in every metric of a push.
+# Label names seen valid; they repeat in every metric of a push. UTF-8 names
+# (--push.enable-utf8-names) have a set of their own, so that a name accepted
+# there is never taken for a legacy one.
 _GOOD_LABEL_NAMES: set[str] = set()
+_GOOD_UTF8_LABEL_NAMES: set[str] = set()
 _GOOD_LABEL_NAMES_MAX = 100_000
 
 _NAME_VALUE = attrgetter("name", "value")
@@ -266,28 +269,31 @@ def _describe(name: str, labels: dict[str, str] | None = None) -> str:
     return name + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
 
-def _check_label_name(family: str, name: str | bytes) -> None:
-    """Legacy label-name rules, plus the official's ban on the reserved ``__`` prefix."""
-    if type(name) is not str or _LEGACY_LABEL_NAME.fullmatch(name) is None:
+def _check_label_name(family: str, name: str | bytes, good: set[str]) -> None:
+    """Legacy (or, with ``good`` the UTF-8 set, UTF-8) label-name rules, plus the
+    official's ban on the reserved ``__`` prefix."""
+    if type(name) is not str or (
+        _LEGACY_LABEL_NAME.fullmatch(name) is None
+        and not (good is _GOOD_UTF8_LABEL_NAMES and name)  # upb: str is valid UTF-8
+    ):
         raise ProtobufError(f"metric family {family!r} has a label with an invalid name: {_str(name)!r}")
     if name.startswith("__"):
         raise ProtobufError(
             f"metric family {family!r} has a label with a reserved name: {name!r}"
         )
-    if len(_GOOD_LABEL_NAMES) >= _GOOD_LABEL_NAMES_MAX:
-        _GOOD_LABEL_NAMES.clear()
-    _GOOD_LABEL_NAMES.add(name)
+    if len(good) >= _GOOD_LABEL_NAMES_MAX:
+        good.clear()
+    good.add(name)
 
 
-def _labels_slow(family: str, special: str, pairs) -> dict[str, str]:  # noqa: ANN001
+def _labels_slow(family: str, special: str, pairs, good: set[str]) -> dict[str, str]:  # noqa: ANN001
     """The label pairs as a dict, checked one by one to say what is wrong."""
     labels = {}
-    good = _GOOD_LABEL_NAMES
     for pair in pairs:
         k = pair.name
         v = pair.value
         if k not in good:
-            _check_label_name(family, k)
+            _check_label_name(family, k, good)
         if type(v) is not str:
             raise ProtobufError(
                 f"metric family {family!r} has a label named {k!r} whose value is not UTF-8"
@@ -304,8 +310,9 @@ def _labels_slow(family: str, special: str, pairs) -> dict[str, str]:  # noqa: A
     return labels
 
 
-def _labels(family: str, special: str, pairs) -> dict[str, str]:  # noqa: ANN001 (upb container)
-    """The label pairs as a dict, checked; ``special`` is 'quantile', 'le' or ''.
+def _labels(family: str, special: str, pairs, good: set[str]) -> dict[str, str]:  # noqa: ANN001
+    """The label pairs (a upb container) as a dict, checked; ``special`` is
+    'quantile', 'le' or ''; ``good`` the set of names known valid in this mode.
 
     The common case (known-good names, no duplicates, UTF-8 values) is
     checked on the whole dict at C speed; anything else takes the slow path.
@@ -313,14 +320,14 @@ def _labels(family: str, special: str, pairs) -> dict[str, str]:  # noqa: ANN001
     labels = dict(map(_NAME_VALUE, pairs))
     if (
         len(labels) != len(pairs)
-        or not labels.keys() <= _GOOD_LABEL_NAMES
+        or not labels.keys() <= good
         or special in labels
     ):
-        return _labels_slow(family, special, pairs)
+        return _labels_slow(family, special, pairs, good)
     try:
         "".join(labels.values())  # invalid UTF-8 comes as bytes: TypeError
     except TypeError:
-        return _labels_slow(family, special, pairs)
+        return _labels_slow(family, special, pairs, good)
     return labels
 
 
@@ -363,10 +370,11 @@ def _missing_value(name: str, type_: str, field: str, pb_metric: Message) -> Pro
     )
 
 
-def _family(name: str, mf: Message) -> MetricFamily:
+def _family(name: str, mf: Message, utf8_names: bool) -> MetricFamily:
     """One decoded MetricFamily message in the model, checked as the official's gathering does."""
-    if _LEGACY_METRIC_NAME.fullmatch(name) is None:
+    if _LEGACY_METRIC_NAME.fullmatch(name) is None and not (utf8_names and name):
         raise ProtobufError(f"invalid metric name {name!r}")
+    good = _GOOD_UTF8_LABEL_NAMES if utf8_names else _GOOD_LABEL_NAMES
     type_ = _TYPE_OF_NUMBER.get(mf.type, COUNTER)
     field = _VALUE_FIELD[type_]
     special = "quantile" if type_ == SUMMARY else "le" if field == "histogram" else ""
@@ -377,7 +385,7 @@ def _family(name: str, mf: Message) -> MetricFamily:
     for pb_metric in mf.metric:
         if not pb_metric.HasField(field):
             raise _missing_value(name, type_, field, pb_metric)
-        labels = labels_of(name, special, pb_metric.label)
+        labels = labels_of(name, special, pb_metric.label, good)
         if plain:
             metric = Metric(labels, getattr(pb_metric, field).value)
         elif field == "summary":
@@ -397,29 +405,30 @@ def _family(name: str, mf: Message) -> MetricFamily:
     return MetricFamily(name=name, type=type_, help=_str(mf.help), metrics=metrics)
 
 
-def parse_delimited(body: bytes) -> dict[str, MetricFamily]:
+def parse_delimited(body: bytes, utf8_names: bool = False) -> dict[str, MetricFamily]:
     """Parse a pushed body of length-delimited MetricFamily messages, keyed by name.
 
     As the official: a repeated family name means the last message wins; an
     empty body is no families. Unlike the official, families without metrics
     are dropped here (as the text parser does), and names follow the legacy
-    rules (the official accepts UTF-8 label names in protobuf pushes, then
-    renders them quoted). ``timestamp_ms`` is kept (the store rejects it).
-    Raises ProtobufError for anything that cannot be stored.
+    rules unless ``utf8_names`` (``--push.enable-utf8-names``) allows any
+    non-empty UTF-8 name, as for text pushes (the official accepts UTF-8
+    names in protobuf pushes even without the flag). ``timestamp_ms`` is kept
+    (the store rejects it). Raises ProtobufError for anything that cannot be stored.
     """
     if not body:
         return {}
     if not gc.isenabled():
-        return _parse(body)
+        return _parse(body, utf8_names)
     # Many small objects, no cycles: don't let the collector scan the heap for nothing.
     gc.disable()
     try:
-        return _parse(body)
+        return _parse(body, utf8_names)
     finally:
         gc.enable()
 
 
-def _parse(body: bytes) -> dict[str, MetricFamily]:
+def _parse(body: bytes, utf8_names: bool) -> dict[str, MetricFamily]:
     latest: dict[str | bytes, Message] = {}
     for index, (offset, data) in enumerate(_split(body)):
         try:
@@ -435,7 +444,7 @@ def _parse(body: bytes) -> dict[str, MetricFamily]:
             continue
         if type(name) is not str:
             raise ProtobufError(f"invalid metric name {_str(name)!r} (not UTF-8)")
-        families[name] = _family(name, mf)
+        families[name] = _family(name, mf, utf8_names)
     return families
 
 

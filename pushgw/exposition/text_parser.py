@@ -2,7 +2,9 @@
 
 It accepts, rejects and builds exactly what the Go parser of the official
 Pushgateway does (``expfmt.TextParser`` of prometheus/common v0.69 with legacy
-name validation), including its error messages and its quirks.
+name validation, or with UTF-8 validation under ``--push.enable-utf8-names``:
+then quoted names only have to be non-empty, valid UTF-8), including its error
+messages and its quirks.
 
 Design, for speed (bodies of 10,000+ lines are normal): the body is decoded
 once, then one ``findall`` over the whole body splits it into lines and
@@ -34,6 +36,7 @@ from pushgw.model import (
     Metric,
     MetricFamily,
 )
+from pushgw.names import is_utf8_name
 
 __all__ = ["ParseError", "parse_text"]
 
@@ -433,7 +436,8 @@ class _Cursor:
 class _Parser:
     """Parser state that survives from one line to the next, as in Go."""
 
-    def __init__(self) -> None:
+    def __init__(self, utf8_names: bool = False) -> None:
+        self.utf8_names = utf8_names
         self.families: dict[str, MetricFamily] = {}
         self.mf: MetricFamily | None = None
         self.metric: Metric | None = None
@@ -459,7 +463,9 @@ class _Parser:
         """Find the family a name belongs to, creating it if needed."""
         self.is_count = False
         self.is_sum = False
-        if _LEGACY_METRIC_NAME.fullmatch(name) is None:
+        if _LEGACY_METRIC_NAME.fullmatch(name) is None and not (
+            self.utf8_names and is_utf8_name(name)
+        ):
             raise _LineError(f"invalid metric name {_go_quote(name)}")
         fams = self.families
         mf = fams.get(name)
@@ -830,7 +836,9 @@ class _Parser:
                 raise _LineError(f"unexpected end of metric name {_go_quote_byte(c)}")
             if name == "__name__":
                 raise _LineError('label name "__name__" is reserved')
-            if _LEGACY_LABEL_NAME.fullmatch(name) is None:
+            if _LEGACY_LABEL_NAME.fullmatch(name) is None and not (
+                self.utf8_names and is_utf8_name(name)
+            ):
                 raise _LineError(f"invalid label name {_go_quote(name)}")
             t = self.cur_type()
             special = (t == SUMMARY and name == "quantile") or (
@@ -936,10 +944,12 @@ def _decode(body: bytes) -> tuple[str, bool]:
         return str(body, "utf-8", "surrogateescape"), False
 
 
-def parse_text(body: bytes) -> dict[str, MetricFamily]:
+def parse_text(body: bytes, utf8_names: bool = False) -> dict[str, MetricFamily]:
     """Parse a pushed text-format body into families keyed by name.
 
     Raises ParseError with Go's message for anything Go rejects.
+    ``utf8_names`` is Go's UTF8Validation: metric and label names (quoted
+    when they are not legacy-valid) need only be non-empty, valid UTF-8.
 
     What the families hold, as Go's would:
     - duplicate series are all kept; label names are unique per metric;
@@ -958,18 +968,18 @@ def parse_text(body: bytes) -> dict[str, MetricFamily]:
     triggered by them would scan the whole (possibly large) heap in vain.
     """
     if not gc.isenabled():
-        return _parse(body, True)
+        return _parse(body, True, utf8_names)
     gc.disable()
     try:
-        return _parse(body, True)
+        return _parse(body, True, utf8_names)
     finally:
         gc.enable()
 
 
-def _parse(body: bytes, fast: bool) -> dict[str, MetricFamily]:
+def _parse(body: bytes, fast: bool, utf8_names: bool = False) -> dict[str, MetricFamily]:
     """parse_text; ``fast=False`` forces the state machine (for tests)."""
     text, clean = _decode(body)
-    p = _Parser()
+    p = _Parser(utf8_names)
     if not (fast and clean):
         # Invalid UTF-8 somewhere: the regexes would accept it in label
         # values, so let the state machine see every line.

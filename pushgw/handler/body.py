@@ -71,8 +71,12 @@ def decompress(body: bytes, content_encoding: str, limit: int) -> bytes:
     return body
 
 
-def parse_families(body: bytes, content_type: str) -> dict[str, MetricFamily]:
-    """Delimited protobuf when the Content-Type says so, the text format otherwise (as the official)."""
+def parse_families(body: bytes, content_type: str, utf8_names: bool = False) -> dict[str, MetricFamily]:
+    """Delimited protobuf when the Content-Type says so, the text format otherwise (as the official).
+
+    ``utf8_names`` (``--push.enable-utf8-names``) accepts any valid UTF-8
+    metric and label names; otherwise only legacy ones.
+    """
     media, *params = (p.strip() for p in content_type.split(";"))
     options = dict(p.partition("=")[::2] for p in params)
     try:
@@ -81,8 +85,8 @@ def parse_families(body: bytes, content_type: str) -> dict[str, MetricFamily]:
             and options.get("proto") == PROTOBUF_PROTO
             and options.get("encoding") == "delimited"
         ):
-            return parse_delimited(body)
-        return parse_text(body)
+            return parse_delimited(body, utf8_names)
+        return parse_text(body, utf8_names)
     except (ParseError, ProtobufError) as err:
         raise BodyError(str(err)) from None
 

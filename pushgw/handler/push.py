@@ -59,7 +59,9 @@ async def _handle(request: Request, gateway) -> Response:
         return method_not_allowed("PUT, POST, DELETE")
     job, slash, labels_path = rest[1:].partition("/")
     try:
-        grouping = parse_grouping_labels(job, job_is_base64, slash + labels_path)
+        grouping = parse_grouping_labels(
+            job, job_is_base64, slash + labels_path, gateway.settings.enable_utf8_names
+        )
     except GroupingError as err:
         return _refuse(gateway, request, path, "bad_grouping_key", str(err), 400)
     group = format_group(grouping)
@@ -77,7 +79,9 @@ async def _handle(request: Request, gateway) -> Response:
         ttl = _ttl(request.headers.get(TTL_HEADER))
         body = await read_body(request, settings.max_body_size, settings.read_timeout)
         body = decompress(body, request.headers.get("content-encoding", ""), settings.max_decompressed_size)
-        families = parse_families(body, request.headers.get("content-type", ""))
+        families = parse_families(
+            body, request.headers.get("content-type", ""), settings.enable_utf8_names
+        )
         change = gateway.store.push(grouping, families, request.method == "PUT", ttl)
     except (BodyError, LimitExceeded) as err:
         return _refuse(gateway, request, group, err.reason, str(err), err.status)
