@@ -136,3 +136,40 @@ def test_page_without_admin_api_has_no_wipe_button_and_escapes(make_pushgw):
         assert f'data-path="metrics/job@base64/{b64("j")}/x@base64/{b64(HOSTILE)}"' in r.text
     assert requests.get(server.url + "/static/nope").status_code == 404
     assert requests.get(server.url + "/nope").status_code == 404
+
+
+def test_buttons_work_behind_basic_auth_and_follow_roles(browser, tmp_path):
+    """Logged in through the address (user:password@), the page's requests reuse the
+    browser's credentials; a read-only user's delete is refused with the reason shown."""
+    import bcrypt
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    hashed = {u: bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()
+              for u, p in (("admin", "admin-pw"), ("viewer", "viewer-pw"))}
+    config = tmp_path / "web.yml"
+    config.write_text(f"basic_auth_users:\n  admin: {hashed['admin']}\n  viewer: {hashed['viewer']}\n"
+                      "pushgw_authorization:\n  viewer: read\n")
+    admin = ("admin", "admin-pw")
+    token = base64.b64encode(b"admin:admin-pw").decode()
+    server = start_pushgw(f"--web.config.file={config}", ready_headers={"Authorization": f"Basic {token}"})
+    try:
+        for job in ("one", "two"):
+            assert requests.put(f"{server.url}/metrics/job/{job}", data=b"a 1\n", auth=admin).status_code == 200
+        wait = WebDriverWait(browser, 10)
+        for user, password, left in (("viewer", "viewer-pw", 2), ("admin", "admin-pw", 1)):
+            browser.get(server.url.replace("http://", f"http://{user}:{password}@") + "/")
+            assert len(browser.find_elements(By.CSS_SELECTOR, "section.group")) == 2
+            browser.find_element(By.CSS_SELECTOR, "button.delete").click()
+            wait.until(EC.alert_is_present()).accept()
+            status = browser.find_element(By.ID, "action-status")
+            wait.until(lambda d: status.text)
+            assert len(browser.find_elements(By.CSS_SELECTOR, "section.group")) == left
+            if user == "viewer":
+                assert "failed: 403" in status.text and "needs the push role" in status.text
+        assert "Deleted group" in status.text
+        jobs = requests.get(server.url + "/api/v1/metrics", auth=admin).json()["data"]
+        assert len(jobs) == 1
+    finally:
+        server.close()
