@@ -101,7 +101,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("push.disable-consistency-check", "disable_consistency_check", "bool", "false",
          "Accept pushes without checking their consistency. Dangerous."),
     Flag("push.enable-utf8-names", "enable_utf8_names", "bool", "false",
-         "Accept UTF-8 metric and label names (not supported yet)."),
+         "Allow UTF-8 characters in metric and label names (U__-escaped label names in push paths)."),
     Flag("log.level", "log_level", "choice", "info",
          "Lowest severity that is logged.", choices=("debug", "info", "warn", "error")),
     Flag("log.format", "log_format", "choice", "logfmt",
@@ -502,9 +502,6 @@ def _validate(settings: Settings) -> None:
         load_web_config(settings.web_config_file)  # a bad file stops start-up here
     if settings.systemd_socket:
         raise ConfigError("--web.systemd-socket is not supported yet; use --web.listen-address")
-    if settings.enable_utf8_names:
-        raise ConfigError("--push.enable-utf8-names is not supported yet; "
-                          "only legacy metric and label names are accepted")
     for address in settings.listen_addresses:
         try:
             split_listen_address(address)

@@ -47,6 +47,7 @@ class Gateway:
                 groups=settings.max_groups,
                 series=settings.max_series,
             ),
+            utf8_names=settings.enable_utf8_names,
         )
         self.metrics = GatewayMetrics(self._store_size)
         self.store.reserved = self.metrics.reserved()

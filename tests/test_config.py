@@ -250,7 +250,6 @@ def test_example_file_lists_every_key() -> None:
 @pytest.mark.parametrize("argv, yaml_text, message", [
     # A web config file that cannot be used (here: missing) refuses start-up too.
     (["--web.config.file=web.yml"], "web: {config_file: web.yml}\n", 'cannot read web config file "web.yml"'),
-    (["--push.enable-utf8-names"], "push: {enable_utf8_names: true}\n", "--push.enable-utf8-names is not supported yet"),
     (["--web.systemd-socket"], "web: {systemd_socket: true}\n", "--web.systemd-socket is not supported yet"),
 ])
 def test_unsupported_features_refuse_to_start(tmp_path: Path, argv: list[str],

@@ -266,7 +266,9 @@ def test_protobuf_push_and_every_scrape_format_agree(clean_pushgw):
     assert 'plain{instance="",job="txt"} 2\n' in requests.get(url + "/metrics").text
 
     r = requests.get(url + "/metrics", headers={"Accept": PROTO_CT, "Accept-Encoding": "gzip"})
-    assert r.headers["content-type"] == PROTO_CT and r.headers["content-encoding"] == "gzip"
+    # The official's promhttp names the escaping of names too (prometheus/common's default).
+    assert r.headers["content-type"] == PROTO_CT + "; escaping=underscores"
+    assert r.headers["content-encoding"] == "gzip"
     families = parse_delimited(r.content)  # requests has already gunzipped it
     assert families["pb_temp"].type == "gauge" and len(families["pb_temp"].metrics) == 2
     assert families["plain"].metrics[0].labels == {"instance": "", "job": "txt"}

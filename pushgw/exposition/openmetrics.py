@@ -45,7 +45,7 @@ from pushgw.model import (
     MetricFamily,
 )
 
-__all__ = ["CONTENT_TYPE", "EOF", "render_family_om", "render_header_om"]
+__all__ = ["CONTENT_TYPE", "EOF", "render_family_om", "render_header_om", "render_metrics_om"]
 
 CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 EOF = b"# EOF\n"
@@ -103,8 +103,8 @@ def _seconds(ms: int) -> str:
     return f"{sign}{whole}.{frac:03d}"
 
 
-def _metrics_om(family: MetricFamily) -> bytes:
-    """The text format's sample lines, with timestamps in seconds."""
+def render_metrics_om(family: MetricFamily) -> bytes:
+    """The text format's sample lines, with timestamps in seconds (no metadata)."""
     if all(m.timestamp_ms is None for m in family.metrics):
         return _valid_utf8(render_metrics(family))
     out = []
@@ -131,4 +131,4 @@ def _valid_utf8(b: bytes) -> bytes:
 
 def render_family_om(family: MetricFamily) -> bytes:
     """One family in OpenMetrics text: metadata, then the samples in metric order."""
-    return render_header_om(family.name, family.type, family.help) + _metrics_om(family)
+    return render_header_om(family.name, family.type, family.help) + render_metrics_om(family)

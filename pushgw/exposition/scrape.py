@@ -5,6 +5,12 @@ named like one of the gateway's own is merged into it under the gateway's
 HELP (the consistency check has ensured the type). The text format is the
 store's own pre-rendered bytes; the other formats derive a block per family
 and keep it until the store replaces that family.
+
+Names that are not legacy-valid (only stored with --push.enable-utf8-names)
+go out quoted when the scraper allows UTF-8 names, else escaped with the
+scheme it asked for (prometheus/common's EscapeMetricFamily). A family that
+needs escaping gets a derived block per format and scheme, also in the text
+format; every other family is the same bytes whatever the scheme.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ import heapq
 from collections.abc import Iterable
 from enum import Enum
 
-from pushgw.exposition.openmetrics import EOF, render_family_om, render_header_om
+from pushgw.exposition.openmetrics import EOF, render_family_om, render_header_om, render_metrics_om
 from pushgw.exposition.protobuf import encode_family, encode_metrics, frame_family
-from pushgw.exposition.text_render import render_family
+from pushgw.exposition.text_render import render_family, render_metrics
 from pushgw.model import GAUGE_HISTOGRAM, MetricFamily
+from pushgw.names import DEFAULT_ESCAPING, Escaping, escape_name, is_legacy_metric_name
 from pushgw.storage.store import MergedFamily, MetricStore, StoredFamily
 
 
@@ -32,10 +39,15 @@ class Exposition:
 
     def __init__(self, store: MetricStore) -> None:
         self.store = store
-        self._blocks: dict[tuple[Format, str], tuple[MergedFamily, bytes]] = {}
+        # (format, name) or, for escaped blocks, (format, name, scheme).
+        self._blocks: dict[tuple, tuple[MergedFamily, bytes]] = {}
 
-    def render(self, fmt: Format, own: Iterable[MetricFamily]) -> bytes:
+    def render(
+        self, fmt: Format, own: Iterable[MetricFamily], escaping: Escaping = DEFAULT_ESCAPING
+    ) -> bytes:
+        """The scrape body; ``escaping`` is what the scraper accepts for names."""
         store = self.store
+        escape = escaping is not Escaping.ALLOW_UTF8
         own_by_name = {f.name: f for f in own}
         parts: list[bytes | memoryview] = []
         last = None
@@ -45,9 +57,17 @@ class Exposition:
             last = name
             family = own_by_name.get(name)
             if family is None:
-                parts.append(self._block(fmt, store.merged(name)))
+                merged = store.merged(name)
+                if escape and merged.utf8:
+                    parts.append(self._escaped_block(fmt, merged, escaping))
+                else:
+                    parts.append(self._block(fmt, merged))
             elif store.has_family(name):
-                parts.append(self._own_with_pushed(fmt, family, store.merged(name)))
+                merged = store.merged(name)
+                if escape and merged.utf8:
+                    parts.append(self._own_with_escaped(fmt, family, self._escaped(merged, escaping)))
+                else:
+                    parts.append(self._own_with_pushed(fmt, family, merged))
             elif family.metrics:
                 parts.append(_own(fmt, family))
         if fmt in (Format.OPENMETRICS, Format.OPENMETRICS_0_0_1):
@@ -73,6 +93,34 @@ class Exposition:
         self._blocks[key] = (merged, block)
         return block
 
+    def _escaped_block(self, fmt: Format, merged: MergedFamily, escaping: Escaping) -> bytes:
+        key = (fmt, merged.name, escaping)
+        hit = self._blocks.get(key)
+        if hit is not None and hit[0] is merged:
+            return hit[1]
+        block = _own(fmt, self._escaped(merged, escaping))
+        self._blocks[key] = (merged, block)
+        return block
+
+    def _escaped(self, merged: MergedFamily, escaping: Escaping) -> MetricFamily:
+        """The merged family with its names escaped (Go's EscapeMetricFamily).
+
+        Names that are legacy-valid metric names stay as they are. Label order
+        is kept; two label names that escape alike collapse into the later one.
+        """
+        metrics = [m for part in merged.parts for m in self.store.metrics_of(part)]
+        for m in metrics:
+            m.labels = _escape_labels(m.labels, escaping)
+        return MetricFamily(_escape(merged.name, escaping), merged.type, merged.help, metrics)
+
+    def _own_with_escaped(self, fmt: Format, own: MetricFamily, pushed: MetricFamily) -> bytes:
+        """An own family (legacy name) plus pushed series whose label names were escaped."""
+        if fmt is Format.TEXT:
+            return render_family(own) + render_metrics(pushed)
+        if fmt is Format.PROTOBUF:
+            return frame_family(own.name, own.help, own.type, encode_metrics(own) + encode_metrics(pushed))
+        return render_family_om(own) + render_metrics_om(pushed)
+
     def _own_with_pushed(self, fmt: Format, own: MetricFamily, merged: MergedFamily) -> bytes:
         if fmt is Format.TEXT:
             return render_family(own) + merged.lines
@@ -96,6 +144,14 @@ class Exposition:
             key: hit for key, hit in self._blocks.items()
             if store.has_family(key[1]) and store.merged(key[1]) is hit[0]
         }
+
+
+def _escape(name: str, escaping: Escaping) -> str:
+    return name if is_legacy_metric_name(name) else escape_name(name, escaping)
+
+
+def _escape_labels(labels: dict[str, str], escaping: Escaping) -> dict[str, str]:
+    return {_escape(k, escaping): v for k, v in labels.items()}
 
 
 def _own(fmt: Format, family: MetricFamily) -> bytes:

@@ -4,14 +4,27 @@ Prometheus sends e.g. ``application/vnd.google.protobuf;proto=io.prometheus.clie
 encoding=delimited;q=0.6,application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3``.
 The highest-q acceptable entry wins; ties keep the header's order; anything
 unknown falls back to the text format 0.0.4.
+
+The name escaping comes from the ``escaping`` parameter, as prometheus/common's
+Negotiate finds it: the last known value among the entries looked at up to
+and including the chosen one (all of them when none is chosen), in that
+order; ``underscores`` without one. Prometheus 3 puts ``escaping=allow-utf-8``
+on its OpenMetrics 1.0 and text 1.0 entries only, so e.g. a text 0.0.4 entry
+after a text 1.0 one still gets UTF-8 names.
 """
 
 from __future__ import annotations
 
 from pushgw.exposition.scrape import Format
+from pushgw.names import DEFAULT_ESCAPING, Escaping, escaping_from_param
 
 
 def negotiate(accept: str) -> Format:
+    return negotiate_scrape(accept)[0]
+
+
+def negotiate_scrape(accept: str) -> tuple[Format, Escaping]:
+    """The scrape format and the escaping of names for an ``Accept`` header."""
     entries = []
     for position, part in enumerate(accept.split(",")):
         media, params = _parse(part)
@@ -20,11 +33,18 @@ def negotiate(accept: str) -> Format:
         q = _quality(params.pop("q", "1"))
         if q > 0:
             entries.append((-q, position, media, params))
-    for _, _, media, params in sorted(entries):
+    escaping = DEFAULT_ESCAPING
+    for _, _, media, params in sorted(entries, key=lambda e: e[:2]):
+        escaping = escaping_from_param(params.get("escaping")) or escaping
         chosen = _match(media, params)
         if chosen is not None:
-            return chosen
-    return Format.TEXT
+            return chosen, escaping
+    return Format.TEXT, escaping
+
+
+def content_type(fmt: Format, escaping: Escaping) -> str:
+    """The answer's Content-Type, with the escaping as the official's promhttp writes it."""
+    return f"{fmt.value}; escaping={escaping.value}"
 
 
 def _match(media: str, params: dict[str, str]) -> Format | None:

@@ -10,7 +10,10 @@ to the push alone:
 - a summary or histogram ``x`` cannot coexist with ``x_count`` or ``x_sum``, a
   histogram not with ``x_bucket`` either (the names the text format derives);
 - a family named like one of the gateway's own families must have its type,
-  and, where the official compares HELP strings, its HELP.
+  and, where the official compares HELP strings, its HELP;
+- names are valid in the gateway's mode: legacy names, or with
+  ``--push.enable-utf8-names`` any non-empty UTF-8; label names never start
+  with the reserved ``__``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pushgw.model import GAUGE_HISTOGRAM, HISTOGRAM, SUMMARY, MetricFamily
+from pushgw.names import is_legacy_label_name, is_legacy_metric_name, is_utf8_name
 
 HISTOGRAMS = (HISTOGRAM, GAUGE_HISTOGRAM)
 
@@ -51,13 +55,17 @@ def check_families(
     families: dict[str, MetricFamily],
     type_of: Callable[[str], str | None],
     reserved: dict[str, ReservedFamily],
+    utf8_names: bool = False,
 ) -> None:
     """Check pushed families (labels already sanitised) against the names they join.
 
     ``type_of(name)`` gives the type a name will have among the *other* stored
     families after the push (None when absent), reserved names included.
+    ``utf8_names`` is ``--push.enable-utf8-names``: which names are valid.
     """
     for family in families.values():
+        if not (is_utf8_name(family.name) if utf8_names else is_legacy_metric_name(family.name)):
+            raise Inconsistency(f"{family.name!r} is not a valid metric name")
         own = reserved.get(family.name)
         if own is not None:
             if own.type != family.type:
@@ -77,7 +85,7 @@ def check_families(
                 f"but is already stored with type {existing.upper()}"
             )
         _check_suffix_collisions(family, families, type_of)
-        _check_series(family)
+        _check_series(family, utf8_names)
 
 
 def _name_type(
@@ -110,16 +118,22 @@ def _check_suffix_collisions(
                 )
 
 
-def _check_series(family: MetricFamily) -> None:
-    """No reserved (``__``) label names, no two series with the same labels."""
+def _check_series(family: MetricFamily, utf8_names: bool) -> None:
+    """Valid, unreserved (``__``) label names; no two series with the same labels."""
     seen: set[tuple[tuple[str, str], ...]] = set()
+    valid = is_utf8_name if utf8_names else is_legacy_label_name
+    checked: set[str] = set()  # names repeat in every series: check each once
     for metric in family.metrics:
-        reserved = next((n for n in metric.labels if n.startswith("__")), None)
-        if reserved is not None:
-            raise Inconsistency(
-                f"collected metric {family.name} has a label with an invalid name: {reserved}"
-            )
-        key = tuple(metric.labels.items())
+        labels = metric.labels
+        if not labels.keys() <= checked:
+            for name in labels:
+                if name not in checked:
+                    if name.startswith("__") or not valid(name):
+                        raise Inconsistency(
+                            f"collected metric {family.name} has a label with an invalid name: {name}"
+                        )
+                    checked.add(name)
+        key = tuple(labels.items())
         if key in seen:
             raise Inconsistency(duplicate_message(family.name, metric.labels))
         seen.add(key)

@@ -23,6 +23,7 @@ from pushgw.exposition.text_parser import parse_text
 from pushgw.exposition.text_render import render_header, render_metrics
 from pushgw.grouping import GroupKey, group_key
 from pushgw.model import GAUGE, Metric, MetricFamily
+from pushgw.names import is_legacy_metric_name
 from pushgw.storage.consistency import (
     HISTOGRAMS,
     TIMESTAMPS_ERROR,
@@ -71,6 +72,9 @@ class StoredFamily:
     # on the first protobuf scrape and kept as a cache.
     proto: bytes | None = None
     native: bool = False
+    # Some name in it (family or label) is not a legacy-valid metric name: a
+    # scrape that does not allow UTF-8 names gets it escaped.
+    utf8: bool = False
 
 
 @dataclass(slots=True)
@@ -83,6 +87,7 @@ class MergedFamily:
     parts: list[StoredFamily]
     text: bytes  # header and the lines of every part, for the text format
     header_length: int
+    utf8: bool = False  # some part has a name that needs escaping (StoredFamily.utf8)
 
     @property
     def lines(self) -> memoryview:
@@ -157,8 +162,12 @@ class MetricStore:
         clock: Callable[[], float] = time.time,
         default_ttl: float = 0.0,
         limits: Limits = Limits(),
+        utf8_names: bool = False,
     ) -> None:
         self.reserved = reserved or {}
+        # --push.enable-utf8-names: which names pushes may use. Only then can
+        # a stored family hold names that scrapes may have to escape.
+        self.utf8_names = utf8_names
         self.check_consistency = check_consistency
         self.clock = clock
         self.default_ttl = default_ttl
@@ -218,7 +227,7 @@ class MetricStore:
             if name in group.families:
                 self._remove(key, group, name)
             group.quarantined.pop(name, None)
-            stored = stored_family(family, hashes[name], now)
+            stored = stored_family(family, hashes[name], now, self.utf8_names)
             if problem is None:
                 self._add(key, group, stored)
             else:
@@ -278,6 +287,7 @@ class MetricStore:
             metrics = self.metrics_of(stored)
             stored.hashes = array("q", (series_hash(stored.name, m.labels) for m in metrics))
             stored.sort_key = series_order(metrics[0]) if metrics else ()
+            stored.utf8 = needs_escaping(stored.name, metrics)  # whatever mode wrote it
             if quarantined:
                 group.quarantined[name] = stored
             else:
@@ -327,18 +337,23 @@ class MetricStore:
             help_text = next((s.help for s in parts if s.help), "")
             header = render_header(name, entry.type, help_text)
             text = b"".join([header, *(s.lines for s in parts)])
-            merged = MergedFamily(name, entry.type, help_text, parts, text, len(header))
+            merged = MergedFamily(
+                name, entry.type, help_text, parts, text, len(header), any(p.utf8 for p in parts)
+            )
             self._merged[name] = merged
         return merged
 
     def metrics_of(self, stored: StoredFamily) -> list[Metric]:
-        """The metrics of a stored family, decoded again from what is stored."""
+        """The metrics of a stored family, decoded again from what is stored.
+
+        Whatever the mode, UTF-8 names are accepted: they were checked on the way in.
+        """
         if stored.native:
             frame = frame_family(stored.name, "", stored.type, stored.proto)
-            family = parse_delimited(frame).get(stored.name)
+            family = parse_delimited(frame, utf8_names=True).get(stored.name)
             return family.metrics if family is not None else []
         text = render_header(stored.name, stored.type, "") + stored.lines
-        family = parse_text(text).get(stored.name)
+        family = parse_text(text, utf8_names=True).get(stored.name)
         metrics = family.metrics if family is not None else []
         for i in stored.added_inf:
             metrics[i].buckets.pop()
@@ -365,7 +380,7 @@ class MetricStore:
                 return None
             return entry.type
 
-        check_families(families, type_after_push, self.reserved)
+        check_families(families, type_after_push, self.reserved, self.utf8_names)
         for name, family in families.items():
             entry = self._names.get(name)
             if entry is None:
@@ -436,7 +451,7 @@ class MetricStore:
         if name in group.families:
             self._remove(key, group, name)
         hashes = array("q", [series_hash(name, family.metrics[0].labels)])
-        self._add(key, group, stored_family(family, hashes, now))
+        self._add(key, group, stored_family(family, hashes, now, self.utf8_names))
 
     def _add(self, key: GroupKey, group: Group, stored: StoredFamily) -> None:
         group.families[stored.name] = stored
@@ -480,8 +495,25 @@ def _family_order(stored: StoredFamily) -> tuple:
     return stored.sort_key
 
 
-def stored_family(family: MetricFamily, hashes: array, pushed_at: float) -> StoredFamily:
-    """Render a (sanitised, sorted) family for storage."""
+def needs_escaping(name: str, metrics: Iterable[Metric]) -> bool:
+    """Whether the family or any of its label names is not a legacy-valid metric name.
+
+    prometheus/common escapes exactly those names (label names included: a
+    ``:`` in a label name is left alone, as Go's EscapeMetricFamily does).
+    """
+    if not is_legacy_metric_name(name):
+        return True
+    return not all(map(is_legacy_metric_name, set().union(*(m.labels for m in metrics))))
+
+
+def stored_family(
+    family: MetricFamily, hashes: array, pushed_at: float, utf8_names: bool = False
+) -> StoredFamily:
+    """Render a (sanitised, sorted) family for storage.
+
+    Only a store that accepts UTF-8 names (``utf8_names``) looks at the names:
+    a legacy store holds legacy names only.
+    """
     added_inf: tuple[int, ...] = ()
     if family.type in HISTOGRAMS:
         added_inf = tuple(
@@ -492,4 +524,5 @@ def stored_family(family: MetricFamily, hashes: array, pushed_at: float) -> Stor
     return StoredFamily(
         family.name, family.type, family.help, render_metrics(family), hashes, pushed_at,
         sort_key, added_inf, encode_metrics(family) if native else None, native,
+        utf8_names and needs_escaping(family.name, family.metrics),
     )
