@@ -75,7 +75,7 @@ def _split_labels(path: str, utf8_names: bool) -> dict[str, str]:
         if utf8_names:
             label = unescape_name(plain_name, Escaping.VALUES)
             # The official checks the reserved prefix on the escaped form only
-            # (and lets its consistency check refuse "U_____x", i.e. "__x").
+            # (and lets its consistency check refuse "U______x", i.e. "__x").
             valid = is_utf8_name(label) and not label.startswith("__")
         else:
             label = plain_name
