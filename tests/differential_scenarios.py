@@ -286,6 +286,22 @@ def _scenarios() -> list[Scenario]:
            put("/metrics/job/j/__x/v", "a 1\n"),
            put("/metrics/job/j/__x@base64/YQ", "a 1\n"),
            put("/metrics/job/j/_x/v", "a 1\n"))))
+    # UTF-8 names without --push.enable-utf8-names (1.5.1 predates the flag;
+    # the newest official rejects these without it just the same, and takes a
+    # U__ label name in the path literally). The escaping= parameter of the
+    # answer's Content-Type is newer than 1.5.1 and not compared.
+    add(S("utf8-names-rejected-without-flag",
+          (put("/metrics/job/j/U__my_2e_label/v", '{"my.metric", "other.label"="x"} 1\n',
+               contains="invalid metric name"),
+           put(J, 'a{"other.label"="x"} 1\n', contains="invalid label name"),
+           put(J, '# TYPE "my.metric" gauge\n', contains="invalid metric name"),
+           put("/metrics/job/j/my.label/v", "a 1\n", contains="improper label name"),
+           delete("/metrics/job/j/my.label/v", contains="improper label name"),
+           put("/metrics/job/j/U__my_2e_label/v", "a 1\n"),
+           get("/metrics", headers=(("Accept", "text/plain;version=0.0.4;escaping=allow-utf-8"),),
+               body_check="ignore", compare_headers=("Content-Type",)),
+           get("/metrics", headers=(("Accept", "text/plain;version=0.0.4;escaping=values"),),
+               body_check="ignore", compare_headers=("Content-Type",)))))
 
     # ---- text format errors -------------------------------------------
     add(S("text-missing-final-newline",
