@@ -59,7 +59,9 @@ class PasswordChecker:
         if hashed is None:
             # Spend the same time on unknown users, so timing does not tell
             # which user names exist (as the toolkit does).
-            hashed = self._dummy_hash()
+            if self._dummy is None:
+                self._dummy = await asyncio.to_thread(_dummy_hash, self.users)
+            hashed = self._dummy
         digest = self._digest(user, password, hashed)
         cached = self._cache.get(digest)
         if cached is not None:
@@ -78,11 +80,11 @@ class PasswordChecker:
                 del self._cache[old]
         self._cache[digest] = ok
 
-    def _dummy_hash(self) -> bytes:
-        if self._dummy is None:
-            costs = [int(h.split(b"$")[2]) for h in self.users.values()] or [10]
-            self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(max(costs)))
-        return self._dummy
+
+def _dummy_hash(users: dict[str, bytes]) -> bytes:
+    """A hash of a random password at the users' highest cost (slow: run it in a thread)."""
+    costs = [int(h.split(b"$")[2]) for h in users.values()] or [10]
+    return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(max(costs)))
 
 
 def _bcrypt_ok(password: bytes, hashed: bytes) -> bool:
