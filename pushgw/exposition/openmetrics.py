@@ -34,7 +34,7 @@ validators would reject such a family.
 
 from __future__ import annotations
 
-from pushgw.exposition.text_render import _encode, _name, render_metrics
+from pushgw.exposition.text_render import _encode, quote_name, render_metrics
 from pushgw.model import (
     COUNTER,
     GAUGE,
@@ -85,7 +85,7 @@ def om_name_and_type(name: str, type: str) -> tuple[str, str]:  # noqa: A002
 def render_header_om(name: str, type: str, help: str) -> bytes:  # noqa: A002
     """'# HELP' (only when help is non-empty) and '# TYPE' lines."""
     om_name, om_type = om_name_and_type(name, type)
-    n = _name(om_name)
+    n = quote_name(om_name)
     if help:
         return _utf8(f"# HELP {n} {_escape_help(help)}\n# TYPE {n} {om_type}\n")
     return _utf8(f"# TYPE {n} {om_type}\n")

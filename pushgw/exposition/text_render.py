@@ -100,7 +100,7 @@ def _escape_help(v: str) -> str:
     return v
 
 
-def _name(name: str) -> str:
+def quote_name(name: str) -> str:
     """A metric or label name, quoted when it is not legacy-valid."""
     r = _NAME_CACHE.get(name)
     if r is None:
@@ -133,7 +133,7 @@ def _label_pairs_slow(labels: dict[str, str]) -> str:
     """'a="x",b="y"' with escaping and name quoting; learns plain names."""
     out = []
     for k, v in labels.items():
-        n = _name(k)
+        n = quote_name(k)
         if n == k and len(_PLAIN_LABEL_NAMES) < _NAME_CACHE_MAX:
             _PLAIN_LABEL_NAMES.add(k)
         out.append(n + '="' + _escape_label_value(v) + '"')
@@ -159,7 +159,7 @@ def _label_pairs(labels: dict[str, str]) -> str:
 
 def _series(name: str, pairs: str, extra: str = "") -> str:
     """Name plus label set as Go writes it; ``extra`` is 'le="1"' or similar."""
-    n = _name(name)
+    n = quote_name(name)
     if n == name:
         if pairs:
             if extra:
@@ -186,7 +186,7 @@ def render_header(name: str, type: str, help: str) -> bytes:  # noqa: A002 (agre
 
     The text format has no gauge histograms: they are written as histograms, as Go does.
     """
-    n = _name(name)
+    n = quote_name(name)
     if type == GAUGE_HISTOGRAM:
         type = HISTOGRAM  # noqa: A001
     if help:
@@ -198,7 +198,7 @@ def _render_plain(family: MetricFamily) -> list[str]:
     name = family.name
     out = []
     append = out.append
-    legacy = _name(name) == name
+    legacy = quote_name(name) == name
     ffloat = format_value
     pairs_of = _label_pairs
     for m in family.metrics:

@@ -42,11 +42,6 @@ class Inconsistency(ValueError):
     """A push that would make the merged exposition inconsistent."""
 
 
-def series_hash(name: str, labels: dict[str, str]) -> int:
-    """Identity of one series; collisions are resolved by the caller."""
-    return hash((name, *labels.items()))
-
-
 def has_timestamps(families: Iterable[MetricFamily]) -> bool:
     return any(m.timestamp_ms is not None for f in families for m in f.metrics)
 

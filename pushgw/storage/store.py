@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 from pushgw.exposition.protobuf import encode_metrics, frame_family, parse_delimited
 from pushgw.exposition.text_parser import parse_text
-from pushgw.exposition.text_render import render_header, render_metrics
+from pushgw.exposition.text_render import quote_name, render_header, render_metrics
 from pushgw.grouping import GroupKey, group_key
-from pushgw.model import GAUGE, Metric, MetricFamily
+from pushgw.model import GAUGE, SUMMARY, Metric, MetricFamily
 from pushgw.names import is_legacy_metric_name
 from pushgw.storage.consistency import (
     HISTOGRAMS,
@@ -33,7 +33,6 @@ from pushgw.storage.consistency import (
     duplicate_message,
     has_timestamps,
     sanitize_labels,
-    series_hash,
 )
 from pushgw.storage.limits import Limits, check_push, check_store
 
@@ -61,7 +60,7 @@ class StoredFamily:
     type: str
     help: str
     lines: bytes
-    hashes: array  # series_hash of each metric, to keep the index exact on removal
+    hashes: array  # series_hashes of the metrics, to keep the index exact on removal
     pushed_at: float
     sort_key: tuple = ()  # of the first series: orders the groups within a merged family
     # Histogram metrics (by position) whose +Inf bucket the renderer added;
@@ -204,10 +203,8 @@ class MetricStore:
         for family in families.values():
             sanitize_labels(family, grouping)
             family.metrics.sort(key=series_order)
-        hashes = {
-            name: array("q", (series_hash(name, m.labels) for m in family.metrics))
-            for name, family in families.items()
-        }
+        rendered = {name: stored_family(f, now, self.utf8_names) for name, f in families.items()}
+        hashes = {name: stored.hashes for name, stored in rendered.items()}
         if has_timestamps(families.values()):  # refused even unchecked, as the official does
             raise PushRejected(TIMESTAMPS_ERROR, self._record_failure(grouping, key, now))
         problem = None
@@ -227,7 +224,7 @@ class MetricStore:
             if name in group.families:
                 self._remove(key, group, name)
             group.quarantined.pop(name, None)
-            stored = stored_family(family, hashes[name], now, self.utf8_names)
+            stored = rendered[name]
             if problem is None:
                 self._add(key, group, stored)
             else:
@@ -284,12 +281,15 @@ class MetricStore:
         group = self.groups[key] = Group(dict(labels), {}, push_time, failure_time, ttl)
         group.problem = problem
         for stored, quarantined in families:
-            metrics = self.metrics_of(stored)
-            stored.hashes = array("q", (series_hash(stored.name, m.labels) for m in metrics))
-            stored.sort_key = series_order(metrics[0]) if metrics else ()
-            stored.utf8 = needs_escaping(stored.name, metrics)  # whatever mode wrote it
+            stored.hashes = series_hashes(stored.name, stored.type, stored.lines)
+            first = self.metrics_of(_first_series(stored))
+            stored.sort_key = series_order(first[0]) if first else ()
+            # Whatever mode wrote it: names that are not legacy-valid are the quoted ones.
+            stored.utf8 = not is_legacy_metric_name(stored.name) or any(
+                quoted in stored.lines for quoted in (b'{"', b',"')
+            )
             if quarantined:
-                group.quarantined[name] = stored
+                group.quarantined[stored.name] = stored
             else:
                 self._add(key, group, stored)
         for name, value in ((PUSH_TIME, push_time), (PUSH_FAILURE_TIME, failure_time)):
@@ -450,8 +450,7 @@ class MetricStore:
         sanitize_labels(family, group.labels)
         if name in group.families:
             self._remove(key, group, name)
-        hashes = array("q", [series_hash(name, family.metrics[0].labels)])
-        self._add(key, group, stored_family(family, hashes, now, self.utf8_names))
+        self._add(key, group, stored_family(family, now, self.utf8_names))
 
     def _add(self, key: GroupKey, group: Group, stored: StoredFamily) -> None:
         group.families[stored.name] = stored
@@ -506,9 +505,7 @@ def needs_escaping(name: str, metrics: Iterable[Metric]) -> bool:
     return not all(map(is_legacy_metric_name, set().union(*(m.labels for m in metrics))))
 
 
-def stored_family(
-    family: MetricFamily, hashes: array, pushed_at: float, utf8_names: bool = False
-) -> StoredFamily:
+def stored_family(family: MetricFamily, pushed_at: float, utf8_names: bool = False) -> StoredFamily:
     """Render a (sanitised, sorted) family for storage.
 
     Only a store that accepts UTF-8 names (``utf8_names``) looks at the names:
@@ -521,8 +518,47 @@ def stored_family(
         )
     sort_key = series_order(family.metrics[0]) if family.metrics else ()
     native = any(m.native is not None for m in family.metrics)
+    lines = render_metrics(family)
+    hashes = series_hashes(family.name, family.type, lines)
     return StoredFamily(
-        family.name, family.type, family.help, render_metrics(family), hashes, pushed_at,
+        family.name, family.type, family.help, lines, hashes, pushed_at,
         sort_key, added_inf, encode_metrics(family) if native else None, native,
         utf8_names and needs_escaping(family.name, family.metrics),
     )
+
+
+def series_hashes(name: str, kind: str, lines: bytes) -> array:
+    """The identity of each series, from its rendered line (name and sorted, escaped labels).
+
+    Derived from the stored bytes alone, so a restore needs no parsing; one
+    line per series: the ``_count`` line of a summary or histogram. Python's
+    hash is salted per process, so these are never persisted. Collisions are
+    resolved by the caller (see MetricStore._holds).
+    """
+    out = array("q")
+    for line in _series_lines(name, kind, lines):
+        out.append(hash(line.rpartition(b" ")[0]))
+    return out
+
+
+def _series_lines(name: str, kind: str, lines: bytes) -> list[bytes]:
+    """One rendered line per series (the ``_count`` line of a summary or histogram)."""
+    all_lines = lines.split(b"\n")
+    if kind != SUMMARY and kind not in HISTOGRAMS:
+        return [line for line in all_lines if line]
+    count = quote_name(name + "_count").encode()
+    # A quoted name stands inside the braces: {"a.b_count",x="1"} 1
+    marker, ends = (count, (b"{", b" ")) if count[:1] != b'"' else (b"{" + count, (b",", b"}"))
+    return [
+        line for line in all_lines
+        if line.startswith(marker) and line[len(marker):len(marker) + 1] in ends
+    ]
+
+
+def _first_series(stored: StoredFamily) -> StoredFamily:
+    """A stand-in holding only the first series' lines (enough for its labels)."""
+    if stored.native:
+        return stored
+    ident = _series_lines(stored.name, stored.type, stored.lines)[:1]
+    end = stored.lines.find(ident[0]) + len(ident[0]) + 1 if ident else 0
+    return StoredFamily(stored.name, stored.type, "", stored.lines[:end], array("q"), 0.0)
