@@ -47,11 +47,11 @@ def build_app(gateway: Gateway, web_config: LiveWebConfig | None = None) -> Star
     routes.append(Route(api + "/{path:path}", v1.options, methods=ALL_METHODS))
     if prefix:
         routes.append(Route("/-/quit", misc.quit_, methods=["GET"]))
-    known_paths = {r.path for r in routes if "{" not in r.path}
     for route in routes:
         # Starlette adds HEAD to GET routes; the official's router does not.
         if route.methods is not None and route.methods == {"GET", "HEAD"}:
             route.methods.discard("HEAD")
+    known_methods = {r.path: r.methods or set() for r in routes if "{" not in r.path}
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -61,7 +61,7 @@ def build_app(gateway: Gateway, web_config: LiveWebConfig | None = None) -> Star
                 return empty(200, {"Allow": f"{allow}, OPTIONS"})
             return method_not_allowed(allow)
         if exc.status_code == 404:
-            return _trailing_slash_redirect(request, known_paths) or not_found()
+            return _trailing_slash_redirect(request, known_methods) or not_found()
         return text_error(exc.detail, exc.status_code)
 
     @contextlib.asynccontextmanager
@@ -75,6 +75,7 @@ def build_app(gateway: Gateway, web_config: LiveWebConfig | None = None) -> Star
     app = Starlette(
         routes=routes, exception_handlers={HTTPException: on_http_error}, lifespan=lifespan
     )
+    app.router.redirect_slashes = False  # the official's rules: _trailing_slash_redirect
     app.state.gateway = gateway
     app.add_middleware(CleanPathMiddleware)
     if web_config is not None:  # outermost: the official's auth covers redirects too
@@ -82,11 +83,14 @@ def build_app(gateway: Gateway, web_config: LiveWebConfig | None = None) -> Star
     return app
 
 
-def _trailing_slash_redirect(request: Request, known_paths: set[str]) -> Response | None:
-    """Redirect ``/x/`` to ``/x`` (and back) when only the other one exists, as Go's router does."""
+def _trailing_slash_redirect(request: Request, known_methods: dict[str, set[str]]) -> Response | None:
+    """Redirect ``/x/`` to ``/x`` (and back) when only the other one has a route for the method.
+
+    Go's router does this; Starlette's own slash redirect is turned off.
+    """
     path = request.url.path
     other = path[:-1] if path.endswith("/") else path + "/"
-    if other not in known_paths:
+    if request.method not in known_methods.get(other, ()):
         return None
     location = quote(other) + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(location, status_code=301 if request.method == "GET" else 307)

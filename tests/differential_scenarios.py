@@ -490,6 +490,11 @@ def _scenarios() -> list[Scenario]:
                headers=(("Accept", "application/vnd.google.protobuf;proto=io.prometheus.client."
                                    "MetricFamily;encoding=delimited"),)),
            Req("HEAD", "/metrics"), post("/metrics"))))
+    add(S("trailing-slash-redirects",
+          (get("/metrics/", body_check="ignore"), put("/metrics/"), get("/-/healthy/", body_check="ignore"),
+           put("/-/healthy/")),
+          doc="the official also redirects GET /api/v1/status/ to /status (its API router's "
+              "stripped prefix); pushgw answers 404 there"))
     add(S("api-status-and-metrics-content-type",
           (get("/api/v1/status", body_check="ignore", compare_headers=("Content-Type",)),
            get("/api/v1/metrics", body_check="ignore", compare_headers=("Content-Type",)))))
