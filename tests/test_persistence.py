@@ -325,3 +325,22 @@ def test_ready_is_503_while_restoring_and_healthy_is_200(tmp_path):
             time.sleep(0.1)
         assert len(jobs(server.url)) == 150
     assert ready.status_code in (200, 503)
+
+
+def test_quarantined_push_stays_quarantined_after_restart(tmp_path):
+    db = f"--persistence.file={tmp_path / 'pushgw.db'}"
+    flags = (db, "--push.disable-consistency-check")
+    with start_pushgw(*flags) as gw:
+        requests.put(gw.url + "/metrics/job/good", data=b"# TYPE t gauge\nt 1\n")
+        assert requests.put(gw.url + "/metrics/job/bad", data=b"# TYPE t counter\nt 2\n").status_code == 202
+    with start_pushgw(*flags) as gw:
+        assert set(pushed_samples(gw.url)) == {
+            ("t", (("instance", ""), ("job", "good"))),
+            ("push_time_seconds", (("instance", ""), ("job", "bad"))),
+            ("push_time_seconds", (("instance", ""), ("job", "good"))),
+            ("push_failure_time_seconds", (("instance", ""), ("job", "bad"))),
+            ("push_failure_time_seconds", (("instance", ""), ("job", "good"))),
+        }
+        assert 'job="bad"' in requests.get(gw.url + "/-/healthy").text
+        api = {g["labels"]["job"]: g for g in requests.get(gw.url + "/api/v1/metrics").json()["data"]}
+        assert api["bad"]["t"]["type"] == "COUNTER"
