@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import given, settings, strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -92,6 +93,7 @@ def test_escape_name(name, underscores, dots, dots_back, values):
     # no prefix means nothing to undo, Go's byte lower-casing maps \x10 to '0'.
     ("U___1f631_", "😱"),
     ("U___10ffff_", "U___10ffff_"),
+    ("U___fffff_", "\U000fffff"),
     ("U__", ""),
     ("my.label", "my.label"),
     ("U__a_\x101_b", "a\x01b"),
@@ -99,6 +101,29 @@ def test_escape_name(name, underscores, dots, dots_back, values):
 ])
 def test_unescape_values(escaped, expected):
     assert unescape_name(escaped, Escaping.VALUES) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.characters(blacklist_categories=("Cs",), max_codepoint=0xFFFFF)))
+def test_values_escaping_round_trips(name):
+    """Round trip, except code points from U+100000 on: six hex digits, which Go's
+    UnescapeName refuses too (see test_unescape_values)."""
+    escaped = escape_name(name, Escaping.VALUES)
+    assert unescape_name(escaped, Escaping.VALUES) == name
+    assert escaped == "" or escaped == name or escaped.startswith("U__")
+    for scheme in (Escaping.UNDERSCORES, Escaping.DOTS, Escaping.VALUES):
+        out = escape_name(name, scheme)
+        assert out == "" or all(c.isascii() and (c.isalnum() or c in "_:") for c in out)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.text(max_size=12), max_size=6))
+def test_utf8_path_parsing_only_raises_grouping_errors(components):
+    try:
+        result = parse_grouping_labels("j", False, "/" + "/".join(components), True)
+    except GroupingError:
+        return
+    assert all(is_utf8_name(k) and not k.startswith("__") for k in result)
 
 
 def test_escaping_params():
@@ -534,3 +559,34 @@ def test_persisted_utf8_names_survive_a_restart_without_the_flag(tmp_path):
         assert '{"my.metric",instance="",job="j","my.label"="v","other.label"="x"} 1\n' in r.text
         assert requests.put(gw.url + PATH, data=BODY).status_code == 400
         assert requests.delete(gw.url + "/metrics/job/j/my.label/v").status_code == 400
+
+
+def test_legacy_prometheus_scrapes_escaped_names(tmp_path):
+    """Prometheus 2.x asks for no escaping: it gets (and stores) underscore-escaped names."""
+    import time
+
+    from servers import start_prometheus
+
+    with start_pushgw("--push.enable-utf8-names") as gw:
+        assert requests.put(gw.url + PATH, data=BODY).status_code == 200
+        target = gw.url.split("://", 1)[1]
+        config = (
+            "global: {scrape_interval: 1s}\n"
+            "scrape_configs:\n"
+            "  - job_name: pushgateway\n"
+            "    honor_labels: true\n"
+            f"    static_configs: [{{targets: ['{target}']}}]\n"
+        )
+        with start_prometheus(config, tmp_path) as prom:
+            deadline = time.monotonic() + 30
+            result = []
+            while time.monotonic() < deadline and not result:
+                r = requests.get(prom.url + "/api/v1/query", params={"query": "my_metric"}, timeout=5)
+                result = r.json()["data"]["result"]
+                time.sleep(0.5)
+            assert len(result) == 1, result
+            assert result[0]["metric"] == {
+                "__name__": "my_metric", "job": "j", "my_label": "v", "other_label": "x"}
+            assert result[0]["value"][1] == "1"
+            up = requests.get(prom.url + "/api/v1/query", params={"query": "up"}, timeout=5).json()
+            assert [s["value"][1] for s in up["data"]["result"]] == ["1"]
