@@ -88,6 +88,8 @@ FLAGS: tuple[Flag, ...] = (
          "Most labels a pushed series may have (0: no limit); more is refused with 400."),
     Flag("push.max-label-value-length", "max_label_value_length", "int", "65536",
          "Longest label value a push may carry, in characters (0: no limit); 400 beyond."),
+    Flag("push.workers", "push_workers", "int", "2",
+         "Processes that parse and render big pushes, so they use every core (0: none)."),
     Flag("store.max-groups", "max_groups", "int", "500000",
          "Most groups stored (0: no limit); a push that would add one more gets 429."),
     Flag("store.max-series", "max_series", "int", "5000000",
@@ -133,6 +135,7 @@ class Settings:
     max_series_per_push: int = 500_000
     max_labels_per_series: int = 128
     max_label_value_length: int = 65_536
+    push_workers: int = 2
     max_groups: int = 500_000
     max_series: int = 5_000_000
     read_timeout: float = 60.0  # seconds

@@ -18,10 +18,12 @@ import orjson
 from pushgw.config import Settings
 from pushgw.exposition.scrape import Exposition
 from pushgw.grouping import format_group
+from pushgw.handler.workers import Preparer
 from pushgw.selfmetrics import GatewayMetrics
 from pushgw.storage.limits import Limits
 from pushgw.storage.sqlite import Database
-from pushgw.storage.store import Change, MetricStore, StoredFamily
+from pushgw.storage.family import StoredFamily
+from pushgw.storage.store import Change, MetricStore
 from pushgw.storage.writer import Writer
 
 log = logging.getLogger("pushgw")
@@ -52,6 +54,7 @@ class Gateway:
         self.metrics = GatewayMetrics(self._store_size)
         self.store.reserved = self.metrics.reserved()
         self.exposition = Exposition(self.store)
+        self.preparer = Preparer(settings.push_workers)
         self.writer: Writer | None = None
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -78,6 +81,7 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.writer is not None:
             await self.writer.db.close()
+        self.preparer.close()
 
     @property
     def ready(self) -> bool:

@@ -35,6 +35,7 @@ OFFICIAL_DEFAULT_STATUS_FLAGS = {
     "push.max-series-per-push": "500000",
     "push.max-labels-per-series": "128",
     "push.max-label-value-length": "65536",
+    "push.workers": "2",
     "store.max-groups": "500000",
     "store.max-series": "5000000",
     "web.read-timeout": "1m0s",

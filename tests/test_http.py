@@ -324,3 +324,27 @@ def test_native_histogram_survives_a_restart_and_reaches_protobuf_scrapes(make_p
     assert metric.labels == {"instance": "", "job": "n"}
     text = requests.get(server.url + "/metrics").text
     assert 'nh_count{instance="",job="n"} 7' in text and 'nh_bucket{instance="",job="n",le="+Inf"} 7' in text
+
+
+def test_big_pushes_are_prepared_by_workers_with_the_same_answers(make_pushgw):
+    """Bodies over 256 KiB go to worker processes: results and refusals must not change."""
+    server = make_pushgw("--push.max-label-value-length=100")
+    url = server.url
+    body = b"".join(b'big_metric{i="%d",pad="%s"} %d\n' % (i, b"x" * 20, i) for i in range(20000))
+    assert len(body) > 256 * 1024
+    assert requests.put(url + "/metrics/job/big", data=body).status_code == 200
+    samples = pushed_samples(url)
+    assert len([k for k in samples if k[0] == "big_metric"]) == 20000
+    assert samples[("big_metric", (("i", "19999"), ("instance", ""), ("job", "big"), ("pad", "x" * 20)))] == 19999
+    zipped = gzip.compress(body.replace(b"big_metric", b"zipped_metric"))
+    r = requests.put(url + "/metrics/job/zipped", data=zipped, headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 200
+    for bad, status, phrase in [
+        (body + b'x{a="' + b"y" * 200 + b'"} 1\n', 400, "--push.max-label-value-length"),
+        (body + b"broken line\n", 400, "text format parsing error in line 20001"),
+        (body + b"big_metric 1\nbig_metric 2\n", 400, "same name and label values"),
+        (body.replace(b"big_metric", b"ts_metric") + b"ts_metric 1 123\n", 400, "timestamps"),
+    ]:
+        r = requests.put(url + "/metrics/job/bad", data=bad)
+        assert (r.status_code, phrase in r.text) == (status, True), (r.status_code, r.text[:200])
+    assert server.stop() == 0

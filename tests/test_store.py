@@ -6,7 +6,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pushgw.exposition.text_parser import parse_text
-from pushgw.storage import consistency, store as store_module
+from pushgw.storage import consistency, family as family_module, store as store_module
 from pushgw.storage.consistency import Inconsistency, ReservedFamily
 from pushgw.storage.store import MetricStore
 
@@ -133,7 +133,8 @@ def test_duplicate_across_groups_rejected(store):
 
 
 def test_hash_collisions_do_not_reject_distinct_series(store, monkeypatch):
-    monkeypatch.setattr(store_module, "hash", lambda line: 42, raising=False)  # every series collides
+    for module in (store_module, family_module):  # every series collides
+        monkeypatch.setattr(module, "hash", lambda line: 42, raising=False)
     push(store, "x 1\n", job="a")
     push(store, "x 1\n", job="b")  # same hash, other labels: accepted
     assert len(samples(store)) == 2

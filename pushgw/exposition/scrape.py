@@ -24,7 +24,8 @@ from pushgw.exposition.protobuf import encode_family, encode_metrics, frame_fami
 from pushgw.exposition.text_render import render_family, render_metrics
 from pushgw.model import GAUGE_HISTOGRAM, MetricFamily
 from pushgw.names import DEFAULT_ESCAPING, Escaping, escape_name, is_legacy_metric_name
-from pushgw.storage.store import MergedFamily, MetricStore, StoredFamily
+from pushgw.storage.family import StoredFamily
+from pushgw.storage.store import MergedFamily, MetricStore
 
 
 class Format(Enum):

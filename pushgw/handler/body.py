@@ -25,9 +25,12 @@ class BodyError(ValueError):
     """A body that cannot be accepted; ``status`` is the answer, ``reason`` its counter label."""
 
     def __init__(self, message: str, status: int = 400, reason: str = "malformed_body") -> None:
-        super().__init__(message)
+        super().__init__(message, status, reason)  # all in args: it crosses process boundaries
         self.status = status
         self.reason = reason
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def too_large(what: str, limit: int) -> BodyError:

@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 
 from pushgw.config import parse_duration
 from pushgw.grouping import BASE64_SUFFIX, GroupingError, format_group, parse_grouping_labels
-from pushgw.handler.body import BodyError, decompress, parse_families, read_body
+from pushgw.handler.body import BodyError, read_body
 from pushgw.handler.responses import empty, method_not_allowed, not_found, text_error
 from pushgw.storage.limits import LimitExceeded
 from pushgw.storage.store import PushRejected
@@ -78,11 +78,17 @@ async def _handle(request: Request, gateway) -> Response:
     try:
         ttl = _ttl(request.headers.get(TTL_HEADER))
         body = await read_body(request, settings.max_body_size, settings.read_timeout)
-        body = decompress(body, request.headers.get("content-encoding", ""), settings.max_decompressed_size)
-        families = parse_families(
-            body, request.headers.get("content-type", ""), settings.enable_utf8_names
+        prepared = await gateway.preparer.prepare(
+            body,
+            request.headers.get("content-encoding", ""),
+            request.headers.get("content-type", ""),
+            grouping,
+            gateway.store.clock(),
+            settings.enable_utf8_names,
+            gateway.store.limits,
+            settings.max_decompressed_size,
         )
-        change = gateway.store.push(grouping, families, request.method == "PUT", ttl)
+        change = gateway.store.apply(grouping, prepared, request.method == "PUT", ttl)
     except (BodyError, LimitExceeded) as err:
         return _refuse(gateway, request, group, err.reason, str(err), err.status)
     except ClientDisconnect:  # nothing was stored; there is no one left to answer

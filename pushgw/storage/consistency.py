@@ -18,8 +18,9 @@ to the push alone:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from pushgw.model import GAUGE_HISTOGRAM, HISTOGRAM, SUMMARY, MetricFamily
 from pushgw.names import is_legacy_label_name, is_legacy_metric_name, is_utf8_name
@@ -46,13 +47,21 @@ def has_timestamps(families: Iterable[MetricFamily]) -> bool:
     return any(m.timestamp_ms is not None for f in families for m in f.metrics)
 
 
+class FamilyInfo(Protocol):
+    """What the cross-family checks look at: a pushed or a prepared family."""
+
+    name: str
+    type: str
+    help: str
+
+
 def check_families(
-    families: dict[str, MetricFamily],
+    families: Mapping[str, FamilyInfo],
     type_of: Callable[[str], str | None],
     reserved: dict[str, ReservedFamily],
     utf8_names: bool = False,
 ) -> None:
-    """Check pushed families (labels already sanitised) against the names they join.
+    """Check pushed families against the names they join (see check_series for the rest).
 
     ``type_of(name)`` gives the type a name will have among the *other* stored
     families after the push (None when absent), reserved names included.
@@ -80,19 +89,18 @@ def check_families(
                 f"but is already stored with type {existing.upper()}"
             )
         _check_suffix_collisions(family, families, type_of)
-        _check_series(family, utf8_names)
 
 
 def _name_type(
-    name: str, families: dict[str, MetricFamily], type_of: Callable[[str], str | None]
+    name: str, families: Mapping[str, FamilyInfo], type_of: Callable[[str], str | None]
 ) -> str | None:
     pushed = families.get(name)
     return pushed.type if pushed is not None else type_of(name)
 
 
 def _check_suffix_collisions(
-    family: MetricFamily,
-    families: dict[str, MetricFamily],
+    family: FamilyInfo,
+    families: Mapping[str, FamilyInfo],
     type_of: Callable[[str], str | None],
 ) -> None:
     name = family.name
@@ -113,7 +121,7 @@ def _check_suffix_collisions(
                 )
 
 
-def _check_series(family: MetricFamily, utf8_names: bool) -> None:
+def check_series(family: MetricFamily, utf8_names: bool) -> None:
     """Valid, unreserved (``__``) label names; no two series with the same labels."""
     seen: set[tuple[tuple[str, str], ...]] = set()
     valid = is_utf8_name if utf8_names else is_legacy_label_name
@@ -130,16 +138,14 @@ def _check_series(family: MetricFamily, utf8_names: bool) -> None:
                     checked.add(name)
         key = tuple(labels.items())
         if key in seen:
-            raise Inconsistency(duplicate_message(family.name, metric.labels))
+            inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+            raise Inconsistency(duplicate_message(f"{family.name}{{{inner}}}"))
         seen.add(key)
 
 
-def duplicate_message(name: str, labels: dict[str, str]) -> str:
-    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    return (
-        f"collected metric {name}{{{inner}}} was collected before "
-        "with the same name and label values"
-    )
+def duplicate_message(series: str) -> str:
+    """``series`` as the exposition writes it: ``name{a="b"}``."""
+    return f"collected metric {series} was collected before with the same name and label values"
 
 
 def sanitize_labels(family: MetricFamily, grouping: dict[str, str]) -> None:

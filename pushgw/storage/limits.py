@@ -29,9 +29,12 @@ class LimitExceeded(Exception):
     """A push refused by a limit; nothing was stored."""
 
     def __init__(self, reason: str, message: str, status: int) -> None:
-        super().__init__(message)
+        super().__init__(reason, message, status)  # all in args: it crosses process boundaries
         self.reason = reason  # for the refusal counter
         self.status = status
+
+    def __str__(self) -> str:
+        return str(self.args[1])
 
 
 def check_push(limits: Limits, families: Iterable[MetricFamily]) -> None:

@@ -18,30 +18,38 @@ from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from pushgw.exposition.protobuf import encode_metrics, frame_family, parse_delimited
+from pushgw.exposition.protobuf import frame_family, parse_delimited
 from pushgw.exposition.text_parser import parse_text
-from pushgw.exposition.text_render import quote_name, render_header, render_metrics
+from pushgw.exposition.text_render import render_header
 from pushgw.grouping import GroupKey, group_key
-from pushgw.model import GAUGE, SUMMARY, Metric, MetricFamily
+from pushgw.model import GAUGE, Metric, MetricFamily
 from pushgw.names import is_legacy_metric_name
 from pushgw.storage.consistency import (
-    HISTOGRAMS,
     TIMESTAMPS_ERROR,
     Inconsistency,
     ReservedFamily,
     check_families,
     duplicate_message,
-    has_timestamps,
     sanitize_labels,
 )
-from pushgw.storage.limits import Limits, check_push, check_store
+from pushgw.storage.family import (
+    PUSH_FAILURE_TIME,
+    PUSH_TIME,
+    TIME_NAMES,
+    PreparedPush,
+    StoredFamily,
+    first_series,
+    prepare_push,
+    series_hashes,
+    series_identities,
+    series_order,
+    stored_family,
+)
+from pushgw.storage.limits import Limits, check_store
 
-PUSH_TIME = "push_time_seconds"
 PUSH_TIME_HELP = "Last Unix time when changing this group in the Pushgateway succeeded."
-PUSH_FAILURE_TIME = "push_failure_time_seconds"
 PUSH_FAILURE_TIME_HELP = "Last Unix time when changing this group in the Pushgateway failed."
 TIME_FAMILIES = {PUSH_TIME: PUSH_TIME_HELP, PUSH_FAILURE_TIME: PUSH_FAILURE_TIME_HELP}
-TIME_NAMES = frozenset(TIME_FAMILIES)
 
 
 class PushRejected(Inconsistency):
@@ -50,30 +58,6 @@ class PushRejected(Inconsistency):
     def __init__(self, message: str, change: Change) -> None:
         super().__init__(message)
         self.change = change
-
-
-@dataclass(slots=True)
-class StoredFamily:
-    """One family of one group, as pushed, with its samples rendered."""
-
-    name: str
-    type: str
-    help: str
-    lines: bytes
-    hashes: array  # series_hashes of the metrics, to keep the index exact on removal
-    pushed_at: float
-    sort_key: tuple = ()  # of the first series: orders the groups within a merged family
-    # Histogram metrics (by position) whose +Inf bucket the renderer added;
-    # the JSON API leaves it out again, as the official does.
-    added_inf: tuple[int, ...] = ()
-    # The metrics as encoded protobuf ``metric`` fields: the source of truth
-    # for native histograms (``native``; text cannot carry them), else derived
-    # on the first protobuf scrape and kept as a cache.
-    proto: bytes | None = None
-    native: bool = False
-    # Some name in it (family or label) is not a legacy-valid metric name: a
-    # scrape that does not allow UTF-8 names gets it escaped.
-    utf8: bool = False
 
 
 @dataclass(slots=True)
@@ -188,46 +172,53 @@ class MetricStore:
         replace: bool,
         ttl: float | None = None,
     ) -> Change:
-        """Store a push (PUT when ``replace``, else POST), or raise PushRejected.
+        """Prepare and apply a push in one go (see :meth:`apply`)."""
+        prepared = prepare_push(families, grouping, self.clock(), self.utf8_names, self.limits)
+        return self.apply(grouping, prepared, replace, ttl)
+
+    def apply(
+        self,
+        grouping: dict[str, str],
+        prepared: PreparedPush,
+        replace: bool,
+        ttl: float | None = None,
+    ) -> Change:
+        """Store a prepared push (PUT when ``replace``, else POST), or raise PushRejected.
 
         A rejected push still records its failure time on the group, creating the
         group if needed, as the official does; the exception carries that change.
-        A push over a limit raises LimitExceeded and changes nothing.
+        A push over a store limit raises LimitExceeded and changes nothing.
         ``ttl`` None means the default time to live.
         """
-        now = self.clock()
+        now = prepared.pushed_at
         key = group_key(grouping)
-        families = {n: f for n, f in families.items() if n not in TIME_FAMILIES}
-        check_push(self.limits, families.values())
+        families = prepared.families
+        for stored in families.values():  # hashes are salted per process: derive them here
+            stored.hashes = series_hashes(stored.name, stored.type, stored.lines)
         self._check_store_limits(key, families, replace)
-        for family in families.values():
-            sanitize_labels(family, grouping)
-            family.metrics.sort(key=series_order)
-        rendered = {name: stored_family(f, now, self.utf8_names) for name, f in families.items()}
-        hashes = {name: stored.hashes for name, stored in rendered.items()}
-        if has_timestamps(families.values()):  # refused even unchecked, as the official does
+        if prepared.timestamps:  # refused even unchecked, as the official does
             raise PushRejected(TIMESTAMPS_ERROR, self._record_failure(grouping, key, now))
-        problem = None
-        try:
-            self._check(key, families, hashes, replace)
-        except Inconsistency as err:
-            if self.check_consistency:
-                raise PushRejected(str(err), self._record_failure(grouping, key, now)) from None
-            problem = str(err)  # accepted unchecked, but kept out of the exposition
+        problem = prepared.problem
+        if problem is None:
+            try:
+                self._check(key, families, replace)
+            except Inconsistency as err:
+                problem = str(err)
+        if problem is not None and self.check_consistency:
+            raise PushRejected(problem, self._record_failure(grouping, key, now))
         before = self._snapshot(key)
         group = self._get_or_create(grouping, key)
         if replace:
             for name in [n for n in group.families if n not in TIME_FAMILIES]:
                 self._remove(key, group, name)
             group.quarantined.clear()
-        for name, family in families.items():
+        for name, stored in families.items():
             if name in group.families:
                 self._remove(key, group, name)
             group.quarantined.pop(name, None)
-            stored = rendered[name]
             if problem is None:
                 self._add(key, group, stored)
-            else:
+            else:  # accepted unchecked, but kept out of the exposition
                 group.quarantined[name] = stored
         group.problem = problem or (group.problem if group.quarantined else None)
         group.push_time = now
@@ -282,7 +273,7 @@ class MetricStore:
         group.problem = problem
         for stored, quarantined in families:
             stored.hashes = series_hashes(stored.name, stored.type, stored.lines)
-            first = self.metrics_of(_first_series(stored))
+            first = self.metrics_of(first_series(stored))
             stored.sort_key = series_order(first[0]) if first else ()
             # Whatever mode wrote it: names that are not legacy-valid are the quoted ones.
             stored.utf8 = not is_legacy_metric_name(stored.name) or any(
@@ -361,13 +352,7 @@ class MetricStore:
 
     # --- internals -------------------------------------------------------------
 
-    def _check(
-        self,
-        key: GroupKey,
-        families: dict[str, MetricFamily],
-        hashes: dict[str, array],
-        replace: bool,
-    ) -> None:
+    def _check(self, key: GroupKey, families: dict[str, StoredFamily], replace: bool) -> None:
         def type_after_push(name: str) -> str | None:
             """The type ``name`` keeps among the families this push leaves alone."""
             reserved = self.reserved.get(name)
@@ -381,27 +366,31 @@ class MetricStore:
             return entry.type
 
         check_families(families, type_after_push, self.reserved, self.utf8_names)
-        for name, family in families.items():
+        for name, stored in families.items():
             entry = self._names.get(name)
             if entry is None:
                 continue
-            for metric, h in zip(family.metrics, hashes[name]):
-                owner = entry.owners.get(h)
-                if owner is not None and owner != key and self._holds(owner, name, metric.labels):
-                    raise Inconsistency(duplicate_message(name, metric.labels))
+            owners = entry.owners
+            for h in stored.hashes:
+                owner = owners.get(h)
+                if owner is not None and owner != key:
+                    self._check_duplicate(owner, stored, h)
 
-    def _holds(self, key: GroupKey, name: str, labels: dict[str, str]) -> bool:
-        """Whether group ``key`` really stores this series (hashes can collide)."""
-        stored = self._names[name].families[key]
-        return any(m.labels == labels for m in self.metrics_of(stored))
+    def _check_duplicate(self, owner: GroupKey, stored: StoredFamily, h: int) -> None:
+        """Hashes can collide: compare the series' rendered identities before refusing."""
+        ours = {i for i in series_identities(stored.name, stored.type, stored.lines) if hash(i) == h}
+        held = self._names[stored.name].families[owner]
+        theirs = set(series_identities(held.name, held.type, held.lines))
+        for identity in ours & theirs:
+            raise Inconsistency(duplicate_message(identity.decode("utf-8", "replace")))
 
-    def _check_store_limits(self, key: GroupKey, families: dict[str, MetricFamily], replace: bool) -> None:
+    def _check_store_limits(self, key: GroupKey, families: dict[str, StoredFamily], replace: bool) -> None:
         group = self.groups.get(key)
         replaced = 0
         if group is not None:
             names = [n for n in group.families if n not in TIME_FAMILIES] if replace else families
             replaced = sum(len(group.families[n].hashes) for n in names if n in group.families)
-        added = sum(len(f.metrics) for f in families.values())
+        added = sum(len(f.hashes) for f in families.values())
         groups_after = len(self.groups) + (group is None)
         check_store(self.limits, groups_after, self.series_count - replaced + added)
 
@@ -485,80 +474,6 @@ class MetricStore:
 
 
 
-def series_order(metric: Metric) -> tuple[int, tuple[str, ...]]:
-    """The official's order of series: by label count, then label values (names sorted)."""
-    return len(metric.labels), tuple(metric.labels.values())
-
 
 def _family_order(stored: StoredFamily) -> tuple:
     return stored.sort_key
-
-
-def needs_escaping(name: str, metrics: Iterable[Metric]) -> bool:
-    """Whether the family or any of its label names is not a legacy-valid metric name.
-
-    prometheus/common escapes exactly those names (label names included: a
-    ``:`` in a label name is left alone, as Go's EscapeMetricFamily does).
-    """
-    if not is_legacy_metric_name(name):
-        return True
-    return not all(map(is_legacy_metric_name, set().union(*(m.labels for m in metrics))))
-
-
-def stored_family(family: MetricFamily, pushed_at: float, utf8_names: bool = False) -> StoredFamily:
-    """Render a (sanitised, sorted) family for storage.
-
-    Only a store that accepts UTF-8 names (``utf8_names``) looks at the names:
-    a legacy store holds legacy names only.
-    """
-    added_inf: tuple[int, ...] = ()
-    if family.type in HISTOGRAMS:
-        added_inf = tuple(
-            i for i, m in enumerate(family.metrics) if all(b != math.inf for b, _ in m.buckets)
-        )
-    sort_key = series_order(family.metrics[0]) if family.metrics else ()
-    native = any(m.native is not None for m in family.metrics)
-    lines = render_metrics(family)
-    hashes = series_hashes(family.name, family.type, lines)
-    return StoredFamily(
-        family.name, family.type, family.help, lines, hashes, pushed_at,
-        sort_key, added_inf, encode_metrics(family) if native else None, native,
-        utf8_names and needs_escaping(family.name, family.metrics),
-    )
-
-
-def series_hashes(name: str, kind: str, lines: bytes) -> array:
-    """The identity of each series, from its rendered line (name and sorted, escaped labels).
-
-    Derived from the stored bytes alone, so a restore needs no parsing; one
-    line per series: the ``_count`` line of a summary or histogram. Python's
-    hash is salted per process, so these are never persisted. Collisions are
-    resolved by the caller (see MetricStore._holds).
-    """
-    out = array("q")
-    for line in _series_lines(name, kind, lines):
-        out.append(hash(line.rpartition(b" ")[0]))
-    return out
-
-
-def _series_lines(name: str, kind: str, lines: bytes) -> list[bytes]:
-    """One rendered line per series (the ``_count`` line of a summary or histogram)."""
-    all_lines = lines.split(b"\n")
-    if kind != SUMMARY and kind not in HISTOGRAMS:
-        return [line for line in all_lines if line]
-    count = quote_name(name + "_count").encode()
-    # A quoted name stands inside the braces: {"a.b_count",x="1"} 1
-    marker, ends = (count, (b"{", b" ")) if count[:1] != b'"' else (b"{" + count, (b",", b"}"))
-    return [
-        line for line in all_lines
-        if line.startswith(marker) and line[len(marker):len(marker) + 1] in ends
-    ]
-
-
-def _first_series(stored: StoredFamily) -> StoredFamily:
-    """A stand-in holding only the first series' lines (enough for its labels)."""
-    if stored.native:
-        return stored
-    ident = _series_lines(stored.name, stored.type, stored.lines)[:1]
-    end = stored.lines.find(ident[0]) + len(ident[0]) + 1 if ident else 0
-    return StoredFamily(stored.name, stored.type, "", stored.lines[:end], array("q"), 0.0)

@@ -1,0 +1,169 @@
+"""One family as the store keeps it, and preparing a push into such families.
+
+Preparing (sanitising labels, sorting, rendering, the checks a push can fail
+on its own) needs nothing of the store, so it can run in a worker process;
+the store only checks the prepared families against what it holds and
+applies them.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pushgw.exposition.protobuf import encode_metrics
+from pushgw.exposition.text_render import quote_name, render_metrics
+from pushgw.model import SUMMARY, Metric, MetricFamily
+from pushgw.names import is_legacy_metric_name
+from pushgw.storage.consistency import (
+    HISTOGRAMS,
+    Inconsistency,
+    check_series,
+    has_timestamps,
+    sanitize_labels,
+)
+from pushgw.storage.limits import Limits, check_push
+
+PUSH_TIME = "push_time_seconds"
+PUSH_FAILURE_TIME = "push_failure_time_seconds"
+TIME_NAMES = frozenset((PUSH_TIME, PUSH_FAILURE_TIME))
+
+
+@dataclass(slots=True)
+class StoredFamily:
+    """One family of one group, as pushed, with its samples rendered."""
+
+    name: str
+    type: str
+    help: str
+    lines: bytes
+    hashes: array  # series_hashes of the metrics, to keep the index exact on removal
+    pushed_at: float
+    sort_key: tuple = ()  # of the first series: orders the groups within a merged family
+    # Histogram metrics (by position) whose +Inf bucket the renderer added;
+    # the JSON API leaves it out again, as the official does.
+    added_inf: tuple[int, ...] = ()
+    # The metrics as encoded protobuf ``metric`` fields: the source of truth
+    # for native histograms (``native``; text cannot carry them), else derived
+    # on the first protobuf scrape and kept as a cache.
+    proto: bytes | None = None
+    native: bool = False
+    # Some name in it (family or label) is not a legacy-valid metric name: a
+    # scrape that does not allow UTF-8 names gets it escaped.
+    utf8: bool = False
+
+
+
+@dataclass(slots=True)
+class PreparedPush:
+    """A push ready for the store: rendered families and what they failed on their own."""
+
+    families: dict[str, StoredFamily]
+    pushed_at: float
+    timestamps: bool  # some sample has one: the push is refused (even unchecked)
+    problem: str | None  # an inconsistency within the push itself
+
+
+def prepare_push(
+    families: dict[str, MetricFamily],
+    grouping: dict[str, str],
+    pushed_at: float,
+    utf8_names: bool = False,
+    limits: Limits = Limits(),
+) -> PreparedPush:
+    """Everything about a push that does not depend on the store (raises LimitExceeded).
+
+    The gateway's own time families in a body are dropped, as the official does.
+    """
+    families = {n: f for n, f in families.items() if n not in TIME_NAMES}
+    check_push(limits, families.values())
+    problem = None
+    for family in families.values():
+        sanitize_labels(family, grouping)
+        family.metrics.sort(key=series_order)
+        if problem is None:
+            try:
+                check_series(family, utf8_names)
+            except Inconsistency as err:
+                problem = str(err)
+    stored = {name: stored_family(f, pushed_at, utf8_names) for name, f in families.items()}
+    return PreparedPush(stored, pushed_at, has_timestamps(families.values()), problem)
+
+
+def series_order(metric: Metric) -> tuple[int, tuple[str, ...]]:
+    """The official's order of series: by label count, then label values (names sorted)."""
+    return len(metric.labels), tuple(metric.labels.values())
+
+
+def needs_escaping(name: str, metrics: Iterable[Metric]) -> bool:
+    """Whether the family or any of its label names is not a legacy-valid metric name.
+
+    prometheus/common escapes exactly those names (label names included: a
+    ``:`` in a label name is left alone, as Go's EscapeMetricFamily does).
+    """
+    if not is_legacy_metric_name(name):
+        return True
+    return not all(map(is_legacy_metric_name, set().union(*(m.labels for m in metrics))))
+
+
+def stored_family(family: MetricFamily, pushed_at: float, utf8_names: bool = False) -> StoredFamily:
+    """Render a (sanitised, sorted) family for storage.
+
+    Only a store that accepts UTF-8 names (``utf8_names``) looks at the names:
+    a legacy store holds legacy names only.
+    """
+    added_inf: tuple[int, ...] = ()
+    if family.type in HISTOGRAMS:
+        added_inf = tuple(
+            i for i, m in enumerate(family.metrics) if all(b != math.inf for b, _ in m.buckets)
+        )
+    sort_key = series_order(family.metrics[0]) if family.metrics else ()
+    native = any(m.native is not None for m in family.metrics)
+    lines = render_metrics(family)
+    return StoredFamily(
+        family.name, family.type, family.help, lines, series_hashes(family.name, family.type, lines),
+        pushed_at,
+        sort_key, added_inf, encode_metrics(family) if native else None, native,
+        utf8_names and needs_escaping(family.name, family.metrics),
+    )
+
+
+def series_hashes(name: str, kind: str, lines: bytes) -> array:
+    """The identity of each series, from its rendered line (name and sorted, escaped labels).
+
+    Derived from the stored bytes alone, so a restore needs no parsing; one
+    line per series: the ``_count`` line of a summary or histogram. Python's
+    hash is salted per process, so these are never persisted. Collisions are
+    resolved by the caller (see MetricStore._holds).
+    """
+    return array("q", map(hash, series_identities(name, kind, lines)))
+
+
+def series_identities(name: str, kind: str, lines: bytes) -> list[bytes]:
+    """Each series' rendered name and labels (its line without the value)."""
+    return [line.rpartition(b" ")[0] for line in _series_lines(name, kind, lines)]
+
+
+def _series_lines(name: str, kind: str, lines: bytes) -> list[bytes]:
+    """One rendered line per series (the ``_count`` line of a summary or histogram)."""
+    all_lines = lines.split(b"\n")
+    if kind != SUMMARY and kind not in HISTOGRAMS:
+        return [line for line in all_lines if line]
+    count = quote_name(name + "_count").encode()
+    # A quoted name stands inside the braces: {"a.b_count",x="1"} 1
+    marker, ends = (count, (b"{", b" ")) if count[:1] != b'"' else (b"{" + count, (b",", b"}"))
+    return [
+        line for line in all_lines
+        if line.startswith(marker) and line[len(marker):len(marker) + 1] in ends
+    ]
+
+
+def first_series(stored: StoredFamily) -> StoredFamily:
+    """A stand-in holding only the first series' lines (enough for its labels)."""
+    if stored.native:
+        return stored
+    ident = _series_lines(stored.name, stored.type, stored.lines)[:1]
+    end = stored.lines.find(ident[0]) + len(ident[0]) + 1 if ident else 0
+    return StoredFamily(stored.name, stored.type, "", stored.lines[:end], array("q"), 0.0)
