@@ -77,6 +77,10 @@ def test_text_parser_accepts_or_explains_and_round_trips(lines, final_newline):
     except ParseError as err:
         assert str(err).startswith("text format parsing error in line")
         return
+    derived = {f.name + suffix for f in families.values() if f.type in ("summary", "histogram")
+               for suffix in ("_bucket", "_sum", "_count")}
+    if derived & families.keys():
+        return  # x_count beside histogram x: the consistency check refuses it; no round trip
     rendered = b"".join(render_family(f) for f in families.values())
     again = parse_text(rendered)
     assert again.keys() == families.keys()

@@ -47,10 +47,26 @@ class Exposition:
         self, fmt: Format, own: Iterable[MetricFamily], escaping: Escaping = DEFAULT_ESCAPING
     ) -> bytes:
         """The scrape body; ``escaping`` is what the scraper accepts for names."""
+        return b"".join(
+            piece.lines if isinstance(piece, StoredFamily) else piece
+            for piece in self.pieces(fmt, own, escaping)
+        )
+
+    def pieces(
+        self, fmt: Format, own: Iterable[MetricFamily], escaping: Escaping = DEFAULT_ESCAPING
+    ) -> list[bytes | memoryview | StoredFamily]:
+        """The scrape body in order: bytes, or a stored family standing for its text lines.
+
+        The text lines of a stored family are the same in the text format and
+        OpenMetrics, so a compressed copy of them can be kept with it (see
+        the scrape handler); only headers and the gateway's own families are
+        rendered per scrape.
+        """
         store = self.store
         escape = escaping is not Escaping.ALLOW_UTF8
+        lines_shared = fmt is not Format.PROTOBUF
         own_by_name = {f.name: f for f in own}
-        parts: list[bytes | memoryview] = []
+        out: list[bytes | memoryview | StoredFamily] = []
         last = None
         for name in heapq.merge(sorted(own_by_name), store.family_names()):
             if name == last:
@@ -60,37 +76,50 @@ class Exposition:
             if family is None:
                 merged = store.merged(name)
                 if escape and merged.utf8:
-                    parts.append(self._escaped_block(fmt, merged, escaping))
+                    out.append(self._escaped_block(fmt, merged, escaping))
+                elif lines_shared and merged.type != GAUGE_HISTOGRAM:
+                    out.append(self._header(fmt, merged))
+                    out.extend(merged.parts)
                 else:
-                    parts.append(self._block(fmt, merged))
+                    out.append(self._block(fmt, merged))
             elif store.has_family(name):
                 merged = store.merged(name)
                 if escape and merged.utf8:
-                    parts.append(self._own_with_escaped(fmt, family, self._escaped(merged, escaping)))
+                    out.append(self._own_with_escaped(fmt, family, self._escaped(merged, escaping)))
+                elif lines_shared:  # own families are never gauge histograms
+                    out.append(_own(fmt, family))
+                    out.extend(merged.parts)
                 else:
-                    parts.append(self._own_with_pushed(fmt, family, merged))
+                    out.append(frame_family(family.name, family.help, family.type,
+                                            encode_metrics(family) + self._proto(merged)))
             elif family.metrics:
-                parts.append(_own(fmt, family))
+                out.append(_own(fmt, family))
         if fmt in (Format.OPENMETRICS, Format.OPENMETRICS_0_0_1):
-            parts.append(EOF)
+            out.append(EOF)
         if len(self._blocks) > 2 * len(store.family_names()) + 64:
             self._prune()
-        return b"".join(parts)
+        return out
+
+    def _header(self, fmt: Format, merged: MergedFamily) -> bytes | memoryview:
+        if fmt is Format.TEXT:
+            return memoryview(merged.text)[: merged.header_length]
+        key = (fmt, merged.name)
+        hit = self._blocks.get(key)
+        if hit is None or hit[0] is not merged:
+            hit = self._blocks[key] = (merged, render_header_om(merged.name, merged.type, merged.help))
+        return hit[1]
 
     def _block(self, fmt: Format, merged: MergedFamily) -> bytes:
-        if fmt is Format.TEXT:
-            return merged.text
+        """A whole family for protobuf, or an OpenMetrics gauge histogram (its lines differ)."""
         key = (fmt, merged.name)
         hit = self._blocks.get(key)
         if hit is not None and hit[0] is merged:
             return hit[1]
         if fmt is Format.PROTOBUF:
             block = frame_family(merged.name, merged.help, merged.type, self._proto(merged))
-        elif merged.type == GAUGE_HISTOGRAM:  # its OpenMetrics lines differ from the text ones
+        else:
             metrics = [m for part in merged.parts for m in self.store.metrics_of(part)]
             block = render_family_om(MetricFamily(merged.name, merged.type, merged.help, metrics))
-        else:
-            block = render_header_om(merged.name, merged.type, merged.help) + merged.lines
         self._blocks[key] = (merged, block)
         return block
 
@@ -121,13 +150,6 @@ class Exposition:
         if fmt is Format.PROTOBUF:
             return frame_family(own.name, own.help, own.type, encode_metrics(own) + encode_metrics(pushed))
         return render_family_om(own) + render_metrics_om(pushed)
-
-    def _own_with_pushed(self, fmt: Format, own: MetricFamily, merged: MergedFamily) -> bytes:
-        if fmt is Format.TEXT:
-            return render_family(own) + merged.lines
-        if fmt is Format.PROTOBUF:
-            return frame_family(own.name, own.help, own.type, encode_metrics(own) + self._proto(merged))
-        return render_family_om(own) + merged.lines  # own families are never gauge histograms
 
     def _proto(self, merged: MergedFamily) -> bytes:
         return b"".join(self._part_proto(part) for part in merged.parts)

@@ -53,6 +53,9 @@ class StoredFamily:
     # Some name in it (family or label) is not a legacy-valid metric name: a
     # scrape that does not allow UTF-8 names gets it escaped.
     utf8: bool = False
+    # The lines as a gzip member, made by the first gzip scrape and kept, so a
+    # compressed scrape only compresses what changed since the last one.
+    gz: bytes | None = None
 
 
 
