@@ -109,7 +109,8 @@ def test_values_escaping_round_trips(name):
     """Round trip, except code points from U+100000 on: six hex digits, which Go's
     UnescapeName refuses too (see test_unescape_values)."""
     escaped = escape_name(name, Escaping.VALUES)
-    assert unescape_name(escaped, Escaping.VALUES) == name
+    if not name.startswith("U__"):  # a legacy name that looks escaped stays as it is (as in Go)
+        assert unescape_name(escaped, Escaping.VALUES) == name
     assert escaped == "" or escaped == name or escaped.startswith("U__")
     for scheme in (Escaping.UNDERSCORES, Escaping.DOTS, Escaping.VALUES):
         out = escape_name(name, scheme)
