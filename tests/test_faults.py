@@ -20,20 +20,26 @@ KILL_CYCLES = int(os.environ.get("PUSHGW_KILL_CYCLES", "100"))
 SOAK_SECONDS = float(os.environ.get("PUSHGW_SOAK_SECONDS", "45"))
 
 
-def stored_values(url: str) -> dict[str, float]:
-    """job -> value of its ``seq`` sample."""
+def stored_values(url: str) -> tuple[dict[str, float], set[str]]:
+    """job -> value of its ``seq`` sample, and every family name stored."""
     result = {}
+    names = set()
     for group in requests.get(url + "/api/v1/metrics", timeout=10).json()["data"]:
+        names.update(group)
         if "seq" in group:
             result[group["labels"]["job"]] = float(group["seq"]["metrics"][0]["value"])
-    return result
+    return result, names
 
 
 def test_kill_9_cycles_lose_no_acknowledged_push(tmp_path):
-    """Concurrent pushers, kill -9 at a random moment, restart, verify: KILL_CYCLES times."""
+    """Concurrent pushers, kill -9 at a random moment, restart, verify: KILL_CYCLES times.
+
+    Every acknowledged push must be there after the restart, and nothing refused.
+    """
     db = tmp_path / "pushgw.db"
     rng = random.Random(7)
     acked: dict[str, int] = {}  # job -> newest acknowledged value, across all cycles
+    refused: list[str] = []  # family names of pushes answered 400
     lock = threading.Lock()
     verified = 0
     deadline = time.monotonic() + 400
@@ -56,6 +62,15 @@ def test_kill_9_cycles_lose_no_acknowledged_push(tmp_path):
                 if r.status_code == 200:
                     with lock:
                         acked[job] = value
+                if n % 10 == 0:  # refused for its timestamp: must never show up
+                    marker = f"refused_c{cycle}w{worker}n{n}"
+                    try:
+                        r = session.post(f"{gw.url}/metrics/job/{job}", data=f"{marker} 1 1000\n".encode(), timeout=5)
+                    except requests.RequestException:
+                        return
+                    if r.status_code == 400:
+                        with lock:
+                            refused.append(marker)
 
         threads = [threading.Thread(target=pusher, args=(w,)) for w in range(3)]
         for t in threads:
@@ -68,7 +83,8 @@ def test_kill_9_cycles_lose_no_acknowledged_push(tmp_path):
             t.join(10)
         gw.close()
         gw = start_pushgw(f"--persistence.file={db}")
-        stored = stored_values(gw.url)
+        stored, names = stored_values(gw.url)
+        assert not names & set(refused), names & set(refused)
         for job, value in acked.items():
             # The newest acknowledged push is there, or one sent after it that
             # was committed but not yet answered when the process died.
@@ -78,7 +94,8 @@ def test_kill_9_cycles_lose_no_acknowledged_push(tmp_path):
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         conn.close()
     gw.close()
-    print(f"{KILL_CYCLES} kill -9 cycles, {verified} acknowledged pushes verified after restarts")
+    print(f"{KILL_CYCLES} kill -9 cycles, {verified} acknowledged pushes verified after restarts, "
+          f"{len(refused)} refused pushes absent")
     assert verified >= KILL_CYCLES
 
 
