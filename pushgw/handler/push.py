@@ -89,6 +89,8 @@ async def _handle(request: Request, gateway) -> Response:
             settings.max_decompressed_size,
         )
         change = gateway.store.apply(grouping, prepared, request.method == "PUT", ttl)
+        group_now = gateway.store.groups[change.key]  # read now: later requests may change it
+        quarantined = group_now.problem if prepared.families.keys() & group_now.quarantined.keys() else None
     except (BodyError, LimitExceeded) as err:
         return _refuse(gateway, request, group, err.reason, str(err), err.status)
     except ClientDisconnect:  # nothing was stored; there is no one left to answer
@@ -106,12 +108,11 @@ async def _handle(request: Request, gateway) -> Response:
     except PersistenceError as err:
         return _not_persisted(gateway, request, group, err)
     if not gateway.store.check_consistency:
-        problem = gateway.store.groups[change.key].problem
-        if problem:
+        if quarantined:
             gateway.metrics.refusals.labels("quarantined").inc()
             log.error(
                 "inconsistent push stored but kept out of /metrics",
-                extra={"group": group, "method": request.method, "err": problem},
+                extra={"group": group, "method": request.method, "err": quarantined},
             )
         return empty(202)
     return empty(200)
