@@ -34,7 +34,7 @@ from __future__ import annotations
 import base64
 import gzip
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

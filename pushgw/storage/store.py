@@ -14,7 +14,6 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
