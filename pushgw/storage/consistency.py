@@ -122,25 +122,24 @@ def _check_suffix_collisions(
 
 
 def check_series(family: MetricFamily, utf8_names: bool) -> None:
-    """Valid, unreserved (``__``) label names; no two series with the same labels."""
-    seen: set[tuple[tuple[str, str], ...]] = set()
+    """Valid, unreserved (``__``) label names (duplicates: see check_duplicates)."""
     valid = is_utf8_name if utf8_names else is_legacy_label_name
-    checked: set[str] = set()  # names repeat in every series: check each once
-    for metric in family.metrics:
-        labels = metric.labels
-        if not labels.keys() <= checked:
-            for name in labels:
-                if name not in checked:
-                    if name.startswith("__") or not valid(name):
-                        raise Inconsistency(
-                            f"collected metric {family.name} has a label with an invalid name: {name}"
-                        )
-                    checked.add(name)
-        key = tuple(labels.items())
-        if key in seen:
-            inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
-            raise Inconsistency(duplicate_message(f"{family.name}{{{inner}}}"))
-        seen.add(key)
+    for name in set().union(*(m.labels for m in family.metrics)):
+        if name.startswith("__") or not valid(name):
+            raise Inconsistency(
+                f"collected metric {family.name} has a label with an invalid name: {name}"
+            )
+
+
+def check_duplicates(identities: list[bytes]) -> None:
+    """No two series with the same name and labels, from their rendered identities."""
+    if len(set(identities)) == len(identities):
+        return
+    seen: set[bytes] = set()
+    for identity in identities:
+        if identity in seen:
+            raise Inconsistency(duplicate_message(identity.decode("utf-8", "replace")))
+        seen.add(identity)
 
 
 def duplicate_message(series: str) -> str:

@@ -20,6 +20,7 @@ from pushgw.names import is_legacy_metric_name
 from pushgw.storage.consistency import (
     HISTOGRAMS,
     Inconsistency,
+    check_duplicates,
     check_series,
     has_timestamps,
     sanitize_labels,
@@ -83,15 +84,17 @@ def prepare_push(
     families = {n: f for n, f in families.items() if n not in TIME_NAMES}
     check_push(limits, families.values())
     problem = None
-    for family in families.values():
+    stored = {}
+    for name, family in families.items():
         sanitize_labels(family, grouping)
         family.metrics.sort(key=series_order)
+        stored[name] = prepared = stored_family(family, pushed_at, utf8_names)
         if problem is None:
             try:
                 check_series(family, utf8_names)
+                check_duplicates(series_identities(name, family.type, prepared.lines))
             except Inconsistency as err:
                 problem = str(err)
-    stored = {name: stored_family(f, pushed_at, utf8_names) for name, f in families.items()}
     return PreparedPush(stored, pushed_at, has_timestamps(families.values()), problem)
 
 
@@ -125,9 +128,9 @@ def stored_family(family: MetricFamily, pushed_at: float, utf8_names: bool = Fal
     sort_key = series_order(family.metrics[0]) if family.metrics else ()
     native = any(m.native is not None for m in family.metrics)
     lines = render_metrics(family)
+    # The series hashes are left to the store: they are salted per process.
     return StoredFamily(
-        family.name, family.type, family.help, lines, series_hashes(family.name, family.type, lines),
-        pushed_at,
+        family.name, family.type, family.help, lines, array("q"), pushed_at,
         sort_key, added_inf, encode_metrics(family) if native else None, native,
         utf8_names and needs_escaping(family.name, family.metrics),
     )

@@ -438,7 +438,9 @@ class MetricStore:
         sanitize_labels(family, group.labels)
         if name in group.families:
             self._remove(key, group, name)
-        self._add(key, group, stored_family(family, now, self.utf8_names))
+        stored = stored_family(family, now, self.utf8_names)
+        stored.hashes = series_hashes(name, GAUGE, stored.lines)
+        self._add(key, group, stored)
 
     def _add(self, key: GroupKey, group: Group, stored: StoredFamily) -> None:
         group.families[stored.name] = stored
