@@ -543,6 +543,13 @@ def print_table(report: Report) -> None:
         target, result = judge(key, row, report)
         log(f"{row.label:{width}}  {fmt_value(pg, row.unit):>12}  {fmt_value(off, row.unit):>12}  "
             f"{ratio:>8}  {target:24}  {result}")
+    pushes, persisted = report.rows.get("a"), report.rows.get("h")
+    if pushes is not None and persisted is not None:
+        for kind in ("pushgw", "official"):
+            on, off = persisted.median(kind), pushes.median(kind)
+            if on and off:
+                log(f"persistence on/off, {kind}: {on:,.0f}/s with (h), {off:,.0f}/s without (a): "
+                    f"ratio {on / off:.2f}")
     log("\nCPU seconds per run (median over rounds): server / load generator / wall")
     for key, row in rows:
         parts = []
