@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
+from differential_scenarios import _varint
 from servers import (
     ServerProcess,
     prometheus_binary,
@@ -628,18 +629,6 @@ def test_prometheus_client_pushes(stack, monkeypatch):
 
 
 # ---- protobuf ----------------------------------------------------------------------
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _delimited(*families) -> bytes:
