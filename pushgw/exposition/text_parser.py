@@ -870,26 +870,21 @@ class _Parser:
         value = cur.label_value()
         if _has_invalid_utf8(value):
             raise _LineError(f"invalid label value {_go_quote(value)}")
+        special = "quantile" if t == SUMMARY else "le" if t == HISTOGRAM else None
+        if special is None:
+            return value
+        if name != special:
+            self.grouping_label(name, value)
+            return value
+        bound = _go_float(value)
+        if bound is None:
+            raise _LineError(
+                f"expected float as value for '{special}' label, got {_go_quote(value)}"
+            )
         if t == SUMMARY:
-            if name == "quantile":
-                q = _go_float(value)
-                if q is None:
-                    raise _LineError(
-                        f"expected float as value for 'quantile' label, got {_go_quote(value)}"
-                    )
-                self.quantile = q
-            else:
-                self.grouping_label(name, value)
-        elif t == HISTOGRAM:
-            if name == "le":
-                b = _go_float(value)
-                if b is None:
-                    raise _LineError(
-                        f"expected float as value for 'le' label, got {_go_quote(value)}"
-                    )
-                self.bucket = b
-            else:
-                self.grouping_label(name, value)
+            self.quantile = bound
+        else:
+            self.bucket = bound
         return value
 
     def grouping_label(self, name: str, value: str) -> None:
