@@ -32,7 +32,7 @@ from pushgw.names import (
     is_utf8_name,
     unescape_name,
 )
-from pushgw.storage.consistency import Inconsistency, ReservedFamily, check_families, check_series
+from pushgw.storage.consistency import Inconsistency, ReservedFamily, check_families, check_label_names
 from pushgw.storage.store import MetricStore, PushRejected
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -261,7 +261,7 @@ def test_parse_families_passes_the_mode():
 def test_consistency_label_names_follow_the_mode():
     def check(name, label, utf8):
         family = MetricFamily(name, GAUGE, "", [Metric({label: "v"}, 1.0)])
-        check_series(family, utf8)
+        check_label_names(name, {label}, utf8)
         check_families({name: family}, lambda _: None, {}, utf8)
 
     check("m", "a.b", True)

@@ -8,6 +8,7 @@ labels in the order the caller wants them.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 
 from pushgw.model import (
     COUNTER,
@@ -20,7 +21,15 @@ from pushgw.model import (
     MetricFamily,
 )
 
-__all__ = ["format_value", "render_header", "render_metrics", "render_family"]
+__all__ = [
+    "escape_label_values",
+    "format_value",
+    "label_pairs_format",
+    "render_header",
+    "render_metrics",
+    "render_family",
+    "series_text",
+]
 
 _INF = float("inf")
 _LEGACY_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -41,6 +50,10 @@ def format_value(v: float) -> str:
     shortest mode), with a sign and at least two exponent digits. Negative
     zero is "-0" here; the text renderer writes it as "0" (see _write_float).
     """
+    if -1e6 < v < 1e6:  # whole numbers are the common case: no repr needed
+        i = int(v)
+        if i == v and i:
+            return str(i)
     if v != v:
         return "NaN"
     if v == _INF:
@@ -140,6 +153,22 @@ def _label_pairs_slow(labels: dict[str, str]) -> str:
     return ",".join(out)
 
 
+def label_pairs_format(names: Iterable[str]) -> str:
+    """'a="%s",b="%s"' for these label names, to %-format with escaped values.
+
+    For many series with the same label names: the names are quoted once.
+    """
+    return ",".join(quote_name(n).replace("%", "%%") + '="%s"' for n in names)
+
+
+def escape_label_values(values: tuple[str, ...]) -> tuple[str, ...]:
+    """The values escaped as Go writes them; the same tuple when none needs it."""
+    joined = "".join(values)
+    if "\\" in joined or '"' in joined or "\n" in joined:
+        return tuple(map(_escape_label_value, values))
+    return values
+
+
 def _label_pairs(labels: dict[str, str]) -> str:
     """'a="x",b="y"' in the dict's order, escaped as Go does.
 
@@ -157,7 +186,7 @@ def _label_pairs(labels: dict[str, str]) -> str:
     return ",".join([f'{k}="{v}"' for k, v in labels.items()])
 
 
-def _series(name: str, pairs: str, extra: str = "") -> str:
+def series_text(name: str, pairs: str, extra: str = "") -> str:
     """Name plus label set as Go writes it; ``extra`` is 'le="1"' or similar."""
     n = quote_name(name)
     if n == name:
@@ -194,22 +223,20 @@ def render_header(name: str, type: str, help: str) -> bytes:  # noqa: A002 (agre
     return _encode(f"# TYPE {n} {type}\n")
 
 
-def _render_plain(family: MetricFamily) -> list[str]:
+def _render_plain(family: MetricFamily, pairs: Iterable[str]) -> list[str]:
     name = family.name
     out = []
     append = out.append
     legacy = quote_name(name) == name
     ffloat = format_value
-    pairs_of = _label_pairs
-    for m in family.metrics:
-        labels = m.labels
+    for m, p in zip(family.metrics, pairs):
         v = m.value
         # _write_float, inlined for speed.
         vs = "0" if v == 0 else "1" if v == 1 else ffloat(v)
         if not legacy:
-            line = _series(name, pairs_of(labels) if labels else "") + " " + vs
-        elif labels:
-            line = f"{name}{{{pairs_of(labels)}}} {vs}"
+            line = series_text(name, p) + " " + vs
+        elif p:
+            line = f"{name}{{{p}}} {vs}"
         else:
             line = f"{name} {vs}"
         if m.timestamp_ms is not None:
@@ -218,60 +245,65 @@ def _render_plain(family: MetricFamily) -> list[str]:
     return out
 
 
-def _render_summary(family: MetricFamily) -> list[str]:
+def _render_summary(family: MetricFamily, pairs: Iterable[str]) -> list[str]:
     name = family.name
     name_sum = name + "_sum"
     name_count = name + "_count"
     out = []
     append = out.append
-    for m in family.metrics:
-        pairs = _label_pairs(m.labels)
+    for m, p in zip(family.metrics, pairs):
         ts = _ts(m)
         for q, v in m.quantiles:
             append(
-                _series(name, pairs, 'quantile="' + _write_float(q) + '"')
+                series_text(name, p, 'quantile="' + _write_float(q) + '"')
                 + " " + _write_float(v) + ts
             )
-        append(_series(name_sum, pairs) + " " + _write_float(m.sum) + ts)
-        append(_series(name_count, pairs) + " " + _write_float(float(m.count)) + ts)
+        append(series_text(name_sum, p) + " " + _write_float(m.sum) + ts)
+        append(series_text(name_count, p) + " " + _write_float(float(m.count)) + ts)
     return out
 
 
-def _render_histogram(family: MetricFamily) -> list[str]:
+def _render_histogram(family: MetricFamily, pairs: Iterable[str]) -> list[str]:
     name = family.name
     name_bucket = name + "_bucket"
     name_sum = name + "_sum"
     name_count = name + "_count"
     out = []
     append = out.append
-    for m in family.metrics:
-        pairs = _label_pairs(m.labels)
+    for m, p in zip(family.metrics, pairs):
         ts = _ts(m)
         inf_seen = False
         for ub, c in m.buckets:
             append(
-                _series(name_bucket, pairs, 'le="' + _write_float(ub) + '"')
+                series_text(name_bucket, p, 'le="' + _write_float(ub) + '"')
                 + " " + _write_float(float(c)) + ts
             )
             if ub == _INF:
                 inf_seen = True
         count = _write_float(float(m.count))
         if not inf_seen:
-            append(_series(name_bucket, pairs, 'le="+Inf"') + " " + count + ts)
-        append(_series(name_sum, pairs) + " " + _write_float(m.sum) + ts)
-        append(_series(name_count, pairs) + " " + count + ts)
+            append(series_text(name_bucket, p, 'le="+Inf"') + " " + count + ts)
+        append(series_text(name_sum, p) + " " + _write_float(m.sum) + ts)
+        append(series_text(name_count, p) + " " + count + ts)
     return out
 
 
-def render_metrics(family: MetricFamily) -> bytes:
-    """The sample lines of a family, in its metric order, without header."""
+def render_metrics(family: MetricFamily, pairs: Sequence[str] | None = None) -> bytes:
+    """The sample lines of a family, in its metric order, without header.
+
+    ``pairs`` are the metrics' label pairs already rendered (see
+    label_pairs_format), one per metric; by default they are rendered from
+    the labels, in each dict's order.
+    """
     t = family.type
+    if pairs is None:
+        pairs = [_label_pairs(m.labels) if m.labels else "" for m in family.metrics]
     if t in _PLAIN:
-        lines = _render_plain(family)
+        lines = _render_plain(family, pairs)
     elif t == SUMMARY:
-        lines = _render_summary(family)
+        lines = _render_summary(family, pairs)
     elif t in (HISTOGRAM, GAUGE_HISTOGRAM):
-        lines = _render_histogram(family)
+        lines = _render_histogram(family, pairs)
     else:
         raise ValueError(f"unknown metric type {t!r}")
     if not lines:

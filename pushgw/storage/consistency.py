@@ -18,10 +18,11 @@ to the push alone:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from pushgw.exposition.text_render import series_text
 from pushgw.model import GAUGE_HISTOGRAM, HISTOGRAM, SUMMARY, MetricFamily
 from pushgw.names import is_legacy_label_name, is_legacy_metric_name, is_utf8_name
 
@@ -61,7 +62,7 @@ def check_families(
     reserved: dict[str, ReservedFamily],
     utf8_names: bool = False,
 ) -> None:
-    """Check pushed families against the names they join (see check_series for the rest).
+    """Check pushed families against the names they join (see check_label_names and check_duplicates for the rest).
 
     ``type_of(name)`` gives the type a name will have among the *other* stored
     families after the push (None when absent), reserved names included.
@@ -121,42 +122,32 @@ def _check_suffix_collisions(
                 )
 
 
-def check_series(family: MetricFamily, utf8_names: bool) -> None:
-    """Valid, unreserved (``__``) label names (duplicates: see check_duplicates)."""
+def check_label_names(family_name: str, names: Iterable[str], utf8_names: bool) -> None:
+    """Valid, unreserved (``__``) label names; ``names`` are all a family's series have."""
     valid = is_utf8_name if utf8_names else is_legacy_label_name
-    for name in set().union(*(m.labels for m in family.metrics)):
+    for name in names:
         if name.startswith("__") or not valid(name):
             raise Inconsistency(
-                f"collected metric {family.name} has a label with an invalid name: {name}"
+                f"collected metric {family_name} has a label with an invalid name: {name}"
             )
 
 
-def check_duplicates(identities: list[bytes]) -> None:
-    """No two series with the same name and labels, from their rendered identities."""
-    if len(set(identities)) == len(identities):
+def check_duplicates(family_name: str, kind: str, pairs: Sequence[str]) -> None:
+    """No two series of a family with the same labels, given as rendered label pairs.
+
+    The message names the series as the exposition writes it (a summary's or
+    histogram's by its ``_count`` line).
+    """
+    if len(set(pairs)) == len(pairs):
         return
-    seen: set[bytes] = set()
-    for identity in identities:
-        if identity in seen:
-            raise Inconsistency(duplicate_message(identity.decode("utf-8", "replace")))
-        seen.add(identity)
+    name = family_name + "_count" if kind == SUMMARY or kind in HISTOGRAMS else family_name
+    seen: set[str] = set()
+    for p in pairs:
+        if p in seen:
+            raise Inconsistency(duplicate_message(series_text(name, p)))
+        seen.add(p)
 
 
 def duplicate_message(series: str) -> str:
     """``series`` as the exposition writes it: ``name{a="b"}``."""
     return f"collected metric {series} was collected before with the same name and label values"
-
-
-def sanitize_labels(family: MetricFamily, grouping: dict[str, str]) -> None:
-    """Give every metric the grouping labels (they win) and ``instance=""`` if it has none.
-
-    Labels end up sorted by name, the order of the official's exposition.
-    """
-    needs_instance = "instance" not in grouping
-    for metric in family.metrics:
-        labels = metric.labels
-        labels.update(grouping)
-        if needs_instance and "instance" not in labels:
-            labels["instance"] = ""
-        metric.labels = dict(sorted(labels.items()))
-

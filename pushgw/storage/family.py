@@ -15,16 +15,16 @@ from dataclasses import dataclass
 
 from pushgw.exposition.protobuf import encode_metrics
 from pushgw.exposition.text_render import quote_name, render_metrics
-from pushgw.model import SUMMARY, Metric, MetricFamily
+from pushgw.model import SUMMARY, MetricFamily
 from pushgw.names import is_legacy_metric_name
 from pushgw.storage.consistency import (
     HISTOGRAMS,
     Inconsistency,
     check_duplicates,
-    check_series,
+    check_label_names,
     has_timestamps,
-    sanitize_labels,
 )
+from pushgw.storage.labels import LabelledSeries, labelled_series
 from pushgw.storage.limits import Limits, check_push
 
 PUSH_TIME = "push_time_seconds"
@@ -86,53 +86,52 @@ def prepare_push(
     problem = None
     stored = {}
     for name, family in families.items():
-        sanitize_labels(family, grouping)
-        family.metrics.sort(key=series_order)
-        stored[name] = prepared = stored_family(family, pushed_at, utf8_names)
+        series = labelled_series(family.metrics, grouping)
+        stored[name] = stored_family(family, series, pushed_at, utf8_names)
         if problem is None:
             try:
-                check_series(family, utf8_names)
-                check_duplicates(series_identities(name, family.type, prepared.lines))
+                check_label_names(name, series.label_names, utf8_names)
+                check_duplicates(name, family.type, series.pairs)
             except Inconsistency as err:
                 problem = str(err)
     return PreparedPush(stored, pushed_at, has_timestamps(families.values()), problem)
 
 
-def series_order(metric: Metric) -> tuple[int, tuple[str, ...]]:
-    """The official's order of series: by label count, then label values (names sorted)."""
-    return len(metric.labels), tuple(metric.labels.values())
-
-
-def needs_escaping(name: str, metrics: Iterable[Metric]) -> bool:
+def needs_escaping(name: str, label_names: Iterable[str]) -> bool:
     """Whether the family or any of its label names is not a legacy-valid metric name.
 
     prometheus/common escapes exactly those names (label names included: a
     ``:`` in a label name is left alone, as Go's EscapeMetricFamily does).
     """
-    if not is_legacy_metric_name(name):
-        return True
-    return not all(map(is_legacy_metric_name, set().union(*(m.labels for m in metrics))))
+    return not (is_legacy_metric_name(name) and all(map(is_legacy_metric_name, label_names)))
 
 
-def stored_family(family: MetricFamily, pushed_at: float, utf8_names: bool = False) -> StoredFamily:
-    """Render a (sanitised, sorted) family for storage.
+def stored_family(
+    family: MetricFamily, series: LabelledSeries, pushed_at: float, utf8_names: bool = False
+) -> StoredFamily:
+    """Render a family for storage, its metrics labelled and ordered as in ``series``.
 
     Only a store that accepts UTF-8 names (``utf8_names``) looks at the names:
     a legacy store holds legacy names only.
     """
+    metrics = list(series.metrics)
+    native = any(m.native is not None for m in metrics)
+    if native:  # the protobuf encoder reads the labels from the metrics
+        for i, metric in enumerate(metrics):
+            metric.labels = series.labels(i)
+    family = MetricFamily(family.name, family.type, family.help, metrics)
     added_inf: tuple[int, ...] = ()
     if family.type in HISTOGRAMS:
         added_inf = tuple(
-            i for i, m in enumerate(family.metrics) if all(b != math.inf for b, _ in m.buckets)
+            i for i, m in enumerate(metrics) if all(b != math.inf for b, _ in m.buckets)
         )
-    sort_key = series_order(family.metrics[0]) if family.metrics else ()
-    native = any(m.native is not None for m in family.metrics)
-    lines = render_metrics(family)
+    lines = render_metrics(family, series.pairs)
     # The series hashes are left to the store: they are salted per process.
     return StoredFamily(
         family.name, family.type, family.help, lines, array("q"), pushed_at,
-        sort_key, added_inf, encode_metrics(family) if native else None, native,
-        utf8_names and needs_escaping(family.name, family.metrics),
+        series.orders[0] if metrics else (), added_inf,
+        encode_metrics(family) if native else None, native,
+        utf8_names and needs_escaping(family.name, series.label_names),
     )
 
 

@@ -29,7 +29,6 @@ from pushgw.storage.consistency import (
     ReservedFamily,
     check_families,
     duplicate_message,
-    sanitize_labels,
 )
 from pushgw.storage.family import (
     PUSH_FAILURE_TIME,
@@ -41,9 +40,9 @@ from pushgw.storage.family import (
     prepare_push,
     series_hashes,
     series_identities,
-    series_order,
     stored_family,
 )
+from pushgw.storage.labels import labelled_series, series_order
 from pushgw.storage.limits import Limits, check_store
 
 PUSH_TIME_HELP = "Last Unix time when changing this group in the Pushgateway succeeded."
@@ -433,12 +432,10 @@ class MetricStore:
         return Change(key, before, TIME_NAMES)
 
     def _set_time_family(self, key: GroupKey, group: Group, name: str, value: float, now: float) -> None:
-        labels = dict(group.labels)
-        family = MetricFamily(name, GAUGE, TIME_FAMILIES[name], [Metric(labels=labels, value=value)])
-        sanitize_labels(family, group.labels)
+        family = MetricFamily(name, GAUGE, TIME_FAMILIES[name], [Metric(labels={}, value=value)])
         if name in group.families:
             self._remove(key, group, name)
-        stored = stored_family(family, now, self.utf8_names)
+        stored = stored_family(family, labelled_series(family.metrics, group.labels), now, self.utf8_names)
         stored.hashes = series_hashes(name, GAUGE, stored.lines)
         self._add(key, group, stored)
 
