@@ -221,3 +221,47 @@ def test_unchecked_store_quarantines_inconsistent_pushes_but_refuses_timestamps(
 def test_reserved_label_names_in_the_body_are_rejected(store):
     with pytest.raises(Inconsistency, match="invalid name: __x"):
         push(store, 'a{__x="1"} 1\n')
+
+
+def assert_index_exact(store: MetricStore) -> None:
+    """The index by name and series equals one rebuilt from the groups' lines.
+
+    The time families are left out: groups {job="a"} and {job="a",instance=""}
+    share their series, so which one the index names depends on history.
+    """
+    owners: dict[str, dict[int, tuple]] = {}
+    count = 0
+    for key, group in store.groups.items():
+        for name, stored in group.families.items():
+            hashes = family_module.series_hashes(name, stored.type, stored.lines)
+            assert list(stored.hashes) == list(hashes), name
+            if name not in family_module.TIME_NAMES:
+                owners.setdefault(name, {}).update(dict.fromkeys(hashes, key))
+                count += len(hashes)
+    names = {n: e.owners for n, e in store._names.items() if n not in family_module.TIME_NAMES}
+    assert names == owners
+    assert store.series_count == count
+
+
+def test_pushing_the_same_series_again_keeps_the_index_exact(store):
+    body = "# TYPE m counter\nm{k=\"1\"} 1\nm{k=\"2\"} 2\n# TYPE g gauge\ng 1\n"
+    push(store, body, job="a")
+    first = store.groups[(("job", "a"),)].families["m"]
+    push(store, body.replace(" 2\n", " 20\n"), job="a")  # same series, new values
+    again = store.groups[(("job", "a"),)].families["m"]
+    assert again.series_digest == first.series_digest and again.hashes is first.hashes
+    assert samples(store)[("m_total", (("instance", ""), ("job", "a"), ("k", "2")))] == 20.0
+    assert_index_exact(store)
+    with pytest.raises(Inconsistency, match="same name and label values"):  # still owned by a
+        push(store, '# TYPE m counter\nm{k="1"} 5\n', job="a", instance="")
+    push(store, '# TYPE m counter\nm{k="3"} 3\n', replace=False, job="a")  # other series
+    assert_index_exact(store)
+    push(store, '# TYPE m counter\nm{k="1"} 5\n', job="a", instance="")  # k=1 is free again
+    assert_index_exact(store)
+    store.delete({"job": "a", "instance": ""})
+    push(store, "# TYPE m gauge\nm{k=\"3\"} 3\n", job="a")  # same labels, other type
+    assert store.groups[(("job", "a"),)].families["m"].type == "gauge"
+    assert "g" not in store.groups[(("job", "a"),)].families
+    assert_index_exact(store)
+    store.delete({"job": "a"})
+    assert_index_exact(store)

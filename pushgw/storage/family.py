@@ -12,6 +12,7 @@ import math
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
+from hashlib import blake2b
 
 from pushgw.exposition.protobuf import encode_metrics
 from pushgw.exposition.text_render import quote_name, render_metrics
@@ -57,6 +58,11 @@ class StoredFamily:
     # The lines as a gzip member, made by the first gzip scrape and kept, so a
     # compressed scrape only compresses what changed since the last one.
     gz: bytes | None = None
+    # A digest of the series (type and stored labels, in order), made when the
+    # push is prepared; b"" when unknown (restored). Jobs mostly push the same
+    # series again with new values: equal digests let the store keep the
+    # series' index entries instead of hashing and re-indexing every series.
+    series_digest: bytes = b""
 
 
 
@@ -126,12 +132,15 @@ def stored_family(
             i for i, m in enumerate(metrics) if all(b != math.inf for b, _ in m.buckets)
         )
     lines = render_metrics(family, series.pairs)
+    digest = blake2b(f"{family.type}\n".encode(), digest_size=16)
+    digest.update("\n".join(series.pairs).encode("utf-8", "surrogatepass"))
     # The series hashes are left to the store: they are salted per process.
     return StoredFamily(
         family.name, family.type, family.help, lines, array("q"), pushed_at,
         series.orders[0] if metrics else (), added_inf,
         encode_metrics(family) if native else None, native,
         utf8_names and needs_escaping(family.name, series.label_names),
+        series_digest=digest.digest(),
     )
 
 

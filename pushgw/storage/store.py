@@ -191,8 +191,13 @@ class MetricStore:
         now = prepared.pushed_at
         key = group_key(grouping)
         families = prepared.families
+        held = self.groups[key].families if key in self.groups else {}
         for stored in families.values():  # hashes are salted per process: derive them here
-            stored.hashes = series_hashes(stored.name, stored.type, stored.lines)
+            old = held.get(stored.name)
+            if _same_series(old, stored):
+                stored.hashes = old.hashes
+            else:
+                stored.hashes = series_hashes(stored.name, stored.type, stored.lines)
         self._check_store_limits(key, families, replace)
         if prepared.timestamps:  # refused even unchecked, as the official does
             raise PushRejected(TIMESTAMPS_ERROR, self._record_failure(grouping, key, now))
@@ -207,16 +212,16 @@ class MetricStore:
         before = self._snapshot(key)
         group = self._get_or_create(grouping, key)
         if replace:
-            for name in [n for n in group.families if n not in TIME_FAMILIES]:
+            for name in [n for n in group.families if n not in TIME_FAMILIES and n not in families]:
                 self._remove(key, group, name)
             group.quarantined.clear()
         for name, stored in families.items():
-            if name in group.families:
-                self._remove(key, group, name)
             group.quarantined.pop(name, None)
             if problem is None:
-                self._add(key, group, stored)
+                self._put(key, group, stored)
             else:  # accepted unchecked, but kept out of the exposition
+                if name in group.families:
+                    self._remove(key, group, name)
                 group.quarantined[name] = stored
         group.problem = problem or (group.problem if group.quarantined else None)
         group.push_time = now
@@ -364,10 +369,11 @@ class MetricStore:
             return entry.type
 
         check_families(families, type_after_push, self.reserved, self.utf8_names)
+        held = self.groups[key].families if key in self.groups else {}
         for name, stored in families.items():
             entry = self._names.get(name)
-            if entry is None:
-                continue
+            if entry is None or _same_series(held.get(name), stored):
+                continue  # the group holds these very series already: they were checked then
             owners = entry.owners
             for h in stored.hashes:
                 owner = owners.get(h)
@@ -452,6 +458,19 @@ class MetricStore:
             self.series_count += len(stored.hashes)
         self._invalidate(stored.name)
 
+    def _put(self, key: GroupKey, group: Group, stored: StoredFamily) -> None:
+        """Add a family to a group, replacing the one of that name it holds."""
+        old = group.families.get(stored.name)
+        if old is None:
+            self._add(key, group, stored)
+        elif not _same_series(old, stored):
+            self._remove(key, group, stored.name)
+            self._add(key, group, stored)
+        else:  # the same series: the index by series stays as it is
+            group.families[stored.name] = stored
+            self._names[stored.name].families[key] = stored
+            self._invalidate(stored.name)
+
     def _remove(self, key: GroupKey, group: Group, name: str) -> None:
         stored = group.families.pop(name)
         entry = self._names[name]
@@ -471,6 +490,11 @@ class MetricStore:
         self._merged.pop(name, None)
 
 
+
+
+def _same_series(old: StoredFamily | None, new: StoredFamily) -> bool:
+    """Whether ``new`` has exactly the series of ``old`` (both held by one group)."""
+    return old is not None and old.series_digest == new.series_digest != b""
 
 
 def _family_order(stored: StoredFamily) -> tuple:
