@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import posixpath
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -18,8 +19,9 @@ from pushgw.api import v1
 from pushgw.gateway import Gateway
 from pushgw.handler import metrics, misc, push, ui
 from pushgw.handler.responses import empty, method_not_allowed, not_found, text_error
-from pushgw.web.auth import WebConfigMiddleware
-from pushgw.web.reload import LiveWebConfig
+
+if TYPE_CHECKING:
+    from pushgw.web.reload import LiveWebConfig
 
 ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]
 
@@ -79,6 +81,8 @@ def build_app(gateway: Gateway, web_config: LiveWebConfig | None = None) -> Star
     app.state.gateway = gateway
     app.add_middleware(CleanPathMiddleware)
     if web_config is not None:  # outermost: the official's auth covers redirects too
+        from pushgw.web.auth import WebConfigMiddleware  # only with --web.config.file (see server.py)
+
         app.add_middleware(WebConfigMiddleware, live=web_config, route_prefix=prefix)
     return app
 

@@ -28,8 +28,6 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 import pushgw
 
 
@@ -471,6 +469,8 @@ def _file_value(flag: Flag, value: Any, where: str) -> Any:
 
 def _from_file(path: str) -> dict[str, Any]:
     """Flag name -> converted value for every key set in the YAML file."""
+    import yaml  # here, not at the top: only --config.file needs it, and it slows every start
+
     try:
         with open(path, encoding="utf-8") as f:
             document = yaml.safe_load(f)

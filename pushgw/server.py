@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -13,8 +14,9 @@ from pushgw.app import build_app
 from pushgw.config import Settings, split_listen_address
 from pushgw.gateway import Gateway
 from pushgw.storage.sqlite import check_file
-from pushgw.web.reload import LiveWebConfig
-from pushgw.web.webconfig import load_web_config
+
+if TYPE_CHECKING:
+    from pushgw.web.reload import LiveWebConfig
 
 log = logging.getLogger("pushgw")
 
@@ -63,7 +65,12 @@ def serve(settings: Settings) -> int:
     log.info("starting pushgw", extra={"version": __version__})
     if settings.persistence_file:
         check_file(settings.persistence_file)  # refuse a foreign or broken file before serving
-    web_config = LiveWebConfig(load_web_config(settings.web_config_file)) if settings.web_config_file else None
+    web_config = None
+    if settings.web_config_file:  # pushgw.web (TLS, bcrypt, YAML) is imported only when used
+        from pushgw.web.reload import LiveWebConfig
+        from pushgw.web.webconfig import load_web_config
+
+        web_config = LiveWebConfig(load_web_config(settings.web_config_file))
     sockets = [bind(address) for address in settings.listen_addresses]
     server: uvicorn.Server | None = None
 
@@ -77,6 +84,7 @@ def serve(settings: Settings) -> int:
         build_app(gateway, web_config),
         loop="auto",
         http="auto",
+        ws="none",  # as the official: no WebSockets (and no import of a WebSockets library)
         lifespan="on",
         log_config=None,
         access_log=False,
