@@ -30,6 +30,7 @@ log = logging.getLogger("pushgw")
 
 SWEEP_INTERVAL = 1.0  # seconds between expiry sweeps (scrapes expire exactly anyway)
 RESTORE_CHUNK = 200  # groups restored between yields, so /-/healthy answers meanwhile
+INDEX_SLICE = 20_000  # restored series indexed between yields, once ready
 
 
 class Gateway:
@@ -169,6 +170,8 @@ class Gateway:
             },
         )
         self._ready.set()
+        while not self.store.index_pending(INDEX_SLICE):  # scrapes first, see there
+            await asyncio.sleep(0)
 
     async def _sweep(self) -> None:
         while True:

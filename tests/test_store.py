@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -265,3 +267,59 @@ def test_pushing_the_same_series_again_keeps_the_index_exact(store):
     assert_index_exact(store)
     store.delete({"job": "a"})
     assert_index_exact(store)
+
+
+def restored(store: MetricStore) -> MetricStore:
+    """A new store given what ``store`` holds, as a restart reads it from the database."""
+    new = MetricStore(reserved=store.reserved, clock=Clock(), utf8_names=store.utf8_names)
+    for group in store.groups.values():
+        families = [
+            (family_module.StoredFamily(f.name, f.type, f.help, f.lines, array("q"), f.pushed_at,
+                                        added_inf=f.added_inf, proto=f.proto, native=f.native), False)
+            for f in group.families.values() if f.name not in family_module.TIME_NAMES
+        ]
+        new.restore(group.labels, group.push_time, group.failure_time, group.ttl, families)
+    return new
+
+
+MIXED = (
+    '# TYPE c counter\nc{k="1"} 1\nc{k="2"} 2\n'
+    '# TYPE s summary\ns{k="1",quantile="0.5"} 1\ns_sum{k="1"} 2\ns_count{k="1"} 3\ns_sum{k="2"} 2\ns_count{k="2"} 3\n'
+    '# TYPE h histogram\nh_bucket{k="1",le="1"} 1\nh_bucket{k="1",le="+Inf"} 2\nh_sum{k="1"} 2\nh_count{k="1"} 2\n'
+)
+
+
+def test_restored_series_are_scraped_at_once_and_indexed_before_any_change(store):
+    push(store, MIXED, job="a")
+    push(store, MIXED, job="b")
+    new = restored(store)
+    assert new.series_count == store.series_count == 10
+    assert new.render() == store.render()
+    assert not new.index_pending(max_series=1)  # one family at a time: more to do
+    with pytest.raises(Inconsistency, match="same name and label values"):  # indexes the rest first
+        push(new, '# TYPE h histogram\nh_bucket{k="1",le="+Inf"} 2\nh_sum{k="1"} 2\nh_count{k="1"} 2\n',
+             job="b", instance="")
+    assert new.index_pending()
+    assert_index_exact(new)
+
+
+def test_restored_groups_deleted_before_indexing_stay_out_of_the_index(store):
+    push(store, MIXED, job="a")
+    push(store, MIXED, job="b")
+    new = restored(store)
+    new.delete({"job": "a"})
+    assert_index_exact(new)
+    push(new, MIXED, job="a", instance="")  # a's series are free again
+
+
+def test_restore_finds_the_first_series_of_quoted_names():
+    store = MetricStore(clock=Clock(), utf8_names=True)
+    body = (b'# TYPE "a.b" histogram\n{"a.b_bucket",z="1",le="+Inf"} 1\n{"a.b_sum",z="1"} 1\n'
+            b'{"a.b_count",z="1"} 1\n{"a.b_bucket",le="+Inf"} 1\n{"a.b_sum"} 1\n{"a.b_count"} 1\n')
+    store.push({"job": "j"}, parse_text(body, utf8_names=True), True)
+    new = restored(store)
+    held, again = (s.groups[(("job", "j"),)].families["a.b"] for s in (store, new))
+    assert again.sort_key == held.sort_key == (2, ("", "j"))
+    assert again.utf8 and new.series_count == 2
+    assert new.index_pending()
+    assert_index_exact(new)

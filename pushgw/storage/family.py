@@ -160,24 +160,43 @@ def series_identities(name: str, kind: str, lines: bytes) -> list[bytes]:
     return [line.rpartition(b" ")[0] for line in _series_lines(name, kind, lines)]
 
 
+def _count_marker(name: str) -> tuple[bytes, tuple[bytes, bytes]]:
+    """How the ``_count`` line of a summary or histogram starts, and what follows that."""
+    count = quote_name(name + "_count").encode()
+    # A quoted name stands inside the braces: {"a.b_count",x="1"} 1
+    return (count, (b"{", b" ")) if count[:1] != b'"' else (b"{" + count, (b",", b"}"))
+
+
 def _series_lines(name: str, kind: str, lines: bytes) -> list[bytes]:
     """One rendered line per series (the ``_count`` line of a summary or histogram)."""
     all_lines = lines.split(b"\n")
     if kind != SUMMARY and kind not in HISTOGRAMS:
         return [line for line in all_lines if line]
-    count = quote_name(name + "_count").encode()
-    # A quoted name stands inside the braces: {"a.b_count",x="1"} 1
-    marker, ends = (count, (b"{", b" ")) if count[:1] != b'"' else (b"{" + count, (b",", b"}"))
+    marker, ends = _count_marker(name)
     return [
         line for line in all_lines
         if line.startswith(marker) and line[len(marker):len(marker) + 1] in ends
     ]
 
 
+def count_series(name: str, kind: str, lines: bytes) -> int:
+    """len(_series_lines(...)), without splitting the lines."""
+    if kind != SUMMARY and kind not in HISTOGRAMS:
+        return lines.count(b"\n")  # every line ends with one
+    marker, ends = _count_marker(name)
+    # The first line is never a _count line: the _sum line comes before it.
+    return sum(lines.count(b"\n" + marker + end) for end in ends)
+
+
 def first_series(stored: StoredFamily) -> StoredFamily:
     """A stand-in holding only the first series' lines (enough for its labels)."""
     if stored.native:
         return stored
-    ident = _series_lines(stored.name, stored.type, stored.lines)[:1]
-    end = stored.lines.find(ident[0]) + len(ident[0]) + 1 if ident else 0
-    return StoredFamily(stored.name, stored.type, "", stored.lines[:end], array("q"), 0.0)
+    lines = stored.lines
+    if stored.type != SUMMARY and stored.type not in HISTOGRAMS:
+        end = lines.find(b"\n") + 1
+    else:
+        marker, ends = _count_marker(stored.name)
+        starts = [i for i in (lines.find(b"\n" + marker + e) for e in ends) if i >= 0]
+        end = lines.find(b"\n", min(starts) + 1) + 1 if starts else 0
+    return StoredFamily(stored.name, stored.type, "", lines[:end], array("q"), 0.0)

@@ -166,24 +166,25 @@ class Database:
         return cls(conn, path)
 
     async def load(self) -> list[GroupRow]:
+        # fetchall: one hop to the database thread, not one per row.
         groups: dict[str, GroupRow] = {}
-        async with self._conn.execute(
+        for grouping, push_time, failure_time, ttl, problem in await self._conn.execute_fetchall(
             "SELECT grouping, push_time, failure_time, ttl, problem FROM groups"
-        ) as cursor:
-            async for grouping, push_time, failure_time, ttl, problem in cursor:
-                groups[grouping] = GroupRow(grouping, push_time, failure_time, ttl, problem, [])
-        async with self._conn.execute(
-            "SELECT grouping, name, type, help, pushed_at, lines, added_inf, quarantined, proto "
-            "FROM families"
-        ) as cursor:
-            async for grouping, name, type_, help_, pushed_at, lines, added_inf, bad, proto in cursor:
-                group = groups.get(grouping)
-                if group is not None:
-                    indices = tuple(int(i) for i in added_inf.split(",") if i)
-                    group.families.append(FamilyRow(
-                        name, type_, help_, pushed_at, bytes(lines), indices, bool(bad),
-                        bytes(proto) if proto is not None else None,
-                    ))
+        ):
+            groups[grouping] = GroupRow(grouping, push_time, failure_time, ttl, problem, [])
+        for grouping, name, type_, help_, pushed_at, lines, added_inf, bad, proto in (
+            await self._conn.execute_fetchall(
+                "SELECT grouping, name, type, help, pushed_at, lines, added_inf, quarantined, proto "
+                "FROM families"
+            )
+        ):
+            group = groups.get(grouping)
+            if group is not None:
+                indices = tuple(int(i) for i in added_inf.split(",") if i)
+                group.families.append(FamilyRow(
+                    name, type_, help_, pushed_at, bytes(lines), indices, bool(bad),
+                    bytes(proto) if proto is not None else None,
+                ))
         return list(groups.values())
 
     async def write(self, writes: Iterable[GroupWrite]) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import heapq
 import math
 import time
+from collections import deque
+from itertools import repeat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -36,6 +38,7 @@ from pushgw.storage.family import (
     TIME_NAMES,
     PreparedPush,
     StoredFamily,
+    count_series,
     first_series,
     prepare_push,
     series_hashes,
@@ -158,6 +161,8 @@ class MetricStore:
         self.expired_total = 0
         self._expiry: list[tuple[float, GroupKey]] = []  # heap; stale entries skipped
         self._names: dict[str, _NameEntry] = {}
+        # Restored families not yet in the index by series (see index_pending).
+        self._unindexed: deque[tuple[GroupKey, StoredFamily]] = deque()
         self._merged: dict[str, MergedFamily] = {}
         self._sorted_names: list[str] | None = None
 
@@ -188,6 +193,7 @@ class MetricStore:
         A push over a store limit raises LimitExceeded and changes nothing.
         ``ttl`` None means the default time to live.
         """
+        self.index_pending()
         now = prepared.pushed_at
         key = group_key(grouping)
         families = prepared.families
@@ -267,7 +273,8 @@ class MetricStore:
         """Put back a group read from the database.
 
         ``families`` are (stored family, quarantined) pairs as persisted: their
-        series hashes and sort keys are derived here.
+        sort keys are derived here. They can be scraped at once; their series
+        join the index (for the consistency check) in :meth:`index_pending`.
         """
         key = group_key(labels)
         if key in self.groups:
@@ -275,7 +282,6 @@ class MetricStore:
         group = self.groups[key] = Group(dict(labels), {}, push_time, failure_time, ttl)
         group.problem = problem
         for stored, quarantined in families:
-            stored.hashes = series_hashes(stored.name, stored.type, stored.lines)
             first = self.metrics_of(first_series(stored))
             stored.sort_key = series_order(first[0]) if first else ()
             # Whatever mode wrote it: names that are not legacy-valid are the quoted ones.
@@ -285,14 +291,36 @@ class MetricStore:
             if quarantined:
                 group.quarantined[stored.name] = stored
             else:
-                self._add(key, group, stored)
+                self._attach(key, group, stored, count_series(stored.name, stored.type, stored.lines))
+                self._unindexed.append((key, stored))
         for name, value in ((PUSH_TIME, push_time), (PUSH_FAILURE_TIME, failure_time)):
             if name not in group.families:
                 self._set_time_family(key, group, name, value, value)
         self._schedule_expiry(key, group)
 
+    def index_pending(self, max_series: int | None = None) -> bool:
+        """Add restored families to the index by series; True when none is left.
+
+        Hashing every restored series takes as long as reading them, and only
+        changes need the index: a restart serves scrapes first and indexes in
+        the background (``max_series`` at a time), and every change indexes
+        whatever is left before it looks at the index.
+        """
+        pending = self._unindexed
+        done = 0
+        while pending and (max_series is None or done < max_series):
+            key, stored = pending.popleft()
+            group = self.groups.get(key)
+            if group is None or group.families.get(stored.name) is not stored:
+                continue  # gone before it was indexed
+            stored.hashes = series_hashes(stored.name, stored.type, stored.lines)
+            self._names[stored.name].owners.update(zip(stored.hashes, repeat(key)))
+            done += len(stored.hashes)
+        return not pending
+
     def undo(self, change: Change) -> None:
         """Put a group back as it was before ``change`` (undo newest first)."""
+        self.index_pending()
         if change.key in self.groups:
             self._delete(change.key)
         before = change.before
@@ -399,6 +427,7 @@ class MetricStore:
         check_store(self.limits, groups_after, self.series_count - replaced + added)
 
     def _delete(self, key: GroupKey) -> Change | None:
+        self.index_pending()
         group = self.groups.pop(key, None)
         if group is None:
             return None
@@ -446,17 +475,22 @@ class MetricStore:
         self._add(key, group, stored)
 
     def _add(self, key: GroupKey, group: Group, stored: StoredFamily) -> None:
+        self._attach(key, group, stored, len(stored.hashes)).owners.update(
+            zip(stored.hashes, repeat(key))
+        )
+
+    def _attach(self, key: GroupKey, group: Group, stored: StoredFamily, series: int) -> _NameEntry:
+        """Everything of _add but the index by series."""
         group.families[stored.name] = stored
         entry = self._names.get(stored.name)
         if entry is None:
             entry = self._names[stored.name] = _NameEntry(stored.type)
             self._sorted_names = None
         entry.families[key] = stored
-        for h in stored.hashes:
-            entry.owners[h] = key
         if stored.name not in TIME_FAMILIES:
-            self.series_count += len(stored.hashes)
+            self.series_count += series
         self._invalidate(stored.name)
+        return entry
 
     def _put(self, key: GroupKey, group: Group, stored: StoredFamily) -> None:
         """Add a family to a group, replacing the one of that name it holds."""
