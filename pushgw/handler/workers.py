@@ -17,8 +17,8 @@ from pushgw.storage.family import PreparedPush, prepare_push
 from pushgw.storage.limits import Limits
 
 # Bodies at least this large (as received) go to a worker.
-WORKER_THRESHOLD = 256 * 1024
-COMPRESSED_WORKER_THRESHOLD = 32 * 1024
+WORKER_THRESHOLD = 16 * 1024
+COMPRESSED_WORKER_THRESHOLD = 2 * 1024
 
 
 def prepare_body(
