@@ -7,6 +7,9 @@ same shape.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 COUNTER = "counter"
@@ -52,3 +55,21 @@ class MetricFamily:
     type: str
     help: str = ""
     metrics: list[Metric] = field(default_factory=list)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while many model objects are built.
+
+    A big push allocates many small objects, none of them in reference
+    cycles; collections triggered by them would scan the whole (possibly
+    large) heap in vain. Nested pauses leave the outermost one in charge.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

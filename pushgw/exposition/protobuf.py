@@ -16,7 +16,6 @@ histograms from the ``Histogram`` message kept verbatim in ``Metric.native``.
 
 from __future__ import annotations
 
-import gc
 import re
 from operator import attrgetter
 from types import SimpleNamespace
@@ -33,6 +32,7 @@ from pushgw.model import (
     UNTYPED,
     Metric,
     MetricFamily,
+    gc_paused,
 )
 
 __all__ = [
@@ -418,14 +418,8 @@ def parse_delimited(body: bytes, utf8_names: bool = False) -> dict[str, MetricFa
     """
     if not body:
         return {}
-    if not gc.isenabled():
+    with gc_paused():
         return _parse(body, utf8_names)
-    # Many small objects, no cycles: don't let the collector scan the heap for nothing.
-    gc.disable()
-    try:
-        return _parse(body, utf8_names)
-    finally:
-        gc.enable()
 
 
 def _parse(body: bytes, utf8_names: bool) -> dict[str, MetricFamily]:

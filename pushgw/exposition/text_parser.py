@@ -24,7 +24,6 @@ the current metric, summary/histogram bookkeeping). Lines that start with
 
 from __future__ import annotations
 
-import gc
 import re
 
 from pushgw.model import (
@@ -35,6 +34,7 @@ from pushgw.model import (
     UNTYPED,
     Metric,
     MetricFamily,
+    gc_paused,
 )
 from pushgw.names import is_utf8_name
 
@@ -958,17 +958,10 @@ def parse_text(body: bytes, utf8_names: bool = False) -> dict[str, MetricFamily]
     - help is "" when absent; invalid UTF-8 in it becomes U+FFFD;
     - in Go's odd '{...}' lines one Metric object can appear twice.
 
-    The cyclic garbage collector is paused meanwhile: a big body allocates
-    many small objects, none of them in reference cycles, and collections
-    triggered by them would scan the whole (possibly large) heap in vain.
+    The cyclic garbage collector is paused meanwhile (see gc_paused).
     """
-    if not gc.isenabled():
+    with gc_paused():
         return _parse(body, True, utf8_names)
-    gc.disable()
-    try:
-        return _parse(body, True, utf8_names)
-    finally:
-        gc.enable()
 
 
 def _parse(body: bytes, fast: bool, utf8_names: bool = False) -> dict[str, MetricFamily]:

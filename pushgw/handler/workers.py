@@ -13,6 +13,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
 from pushgw.handler.body import decompress, parse_families
+from pushgw.model import gc_paused
 from pushgw.storage.family import PreparedPush, prepare_push
 from pushgw.storage.limits import Limits
 
@@ -32,9 +33,10 @@ def prepare_body(
     max_decompressed_size: int,
 ) -> PreparedPush:
     """Body bytes to a prepared push; raises BodyError or LimitExceeded."""
-    body = decompress(body, content_encoding, max_decompressed_size)
-    families = parse_families(body, content_type, utf8_names)
-    return prepare_push(families, grouping, pushed_at, utf8_names, limits)
+    with gc_paused():  # rendering builds as many small objects as parsing
+        body = decompress(body, content_encoding, max_decompressed_size)
+        families = parse_families(body, content_type, utf8_names)
+        return prepare_push(families, grouping, pushed_at, utf8_names, limits)
 
 
 class Preparer:

@@ -15,9 +15,9 @@ import heapq
 import math
 import time
 from collections import deque
-from itertools import repeat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from pushgw.exposition.protobuf import frame_family, parse_delimited
 from pushgw.exposition.text_parser import parse_text
