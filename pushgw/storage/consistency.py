@@ -62,7 +62,9 @@ def check_families(
     reserved: dict[str, ReservedFamily],
     utf8_names: bool = False,
 ) -> None:
-    """Check pushed families against the names they join (see check_label_names and check_duplicates for the rest).
+    """Check pushed families against the names they join.
+
+    Their label names and duplicate series: see check_label_names and check_duplicates.
 
     ``type_of(name)`` gives the type a name will have among the *other* stored
     families after the push (None when absent), reserved names included.
