@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
     print(f"{'self':>6} {'total':>6}  function")
     for frame, n in own.most_common(top):
         print(f"{100 * n / samples:5.1f}% {100 * total[frame] / samples:5.1f}%  {frame}")
-    print(f"\nby total time (on the stack):")
+    print("\nby total time (on the stack):")
     for frame, n in total.most_common(top):
         print(f"{100 * own[frame] / samples:5.1f}% {100 * n / samples:5.1f}%  {frame}")
     return 0
