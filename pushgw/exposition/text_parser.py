@@ -38,7 +38,7 @@ from pushgw.model import (
 )
 from pushgw.names import is_utf8_name
 
-__all__ = ["ParseError", "parse_text"]
+__all__ = ["ParseError", "parse_text", "parse_values"]
 
 _NAN = float("nan")
 _INF = float("inf")
@@ -73,6 +73,8 @@ _FLOAT_SRC = (
     r"|[nN][aA][nN]"
 )
 _GO_FLOAT = re.compile(_FLOAT_SRC)
+# Many value tokens joined by newlines, checked in one call.
+_GO_FLOATS = re.compile(r"(?:" + _FLOAT_SRC + r")(?:\n(?:" + _FLOAT_SRC + r"))*+")
 _GO_INT = re.compile(r"[+-]?[0-9]+")
 
 # Second tier: one sample line with a legacy name, simple label syntax (blanks
@@ -169,6 +171,21 @@ def _go_float(s: str) -> float | None:
     if (f == _INF or f == -_INF) and s[-1] not in "fFyY":
         return None  # overflow is a range error in Go, not infinity
     return f
+
+
+def parse_values(tokens: list[str]) -> list[float] | None:
+    """Sample value tokens as Go's parser reads them; None if any would be an error."""
+    if not tokens:
+        return []
+    joined = "\n".join(tokens)
+    if joined.count("\n") != len(tokens) - 1 or _GO_FLOATS.fullmatch(joined) is None:
+        return None
+    values = list(map(float, tokens))
+    if _INF in values or -_INF in values:
+        for v, s in zip(values, tokens):
+            if (v == _INF or v == -_INF) and s[-1] not in "fFyY":
+                return None  # overflow (see _go_float)
+    return values
 
 
 _BOUNDS: dict[str, float | None] = {}

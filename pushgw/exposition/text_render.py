@@ -23,6 +23,7 @@ from pushgw.model import (
 
 __all__ = [
     "escape_label_values",
+    "format_sample",
     "format_value",
     "label_pairs_format",
     "render_header",
@@ -48,7 +49,7 @@ def format_value(v: float) -> str:
     laid out as Go does: exponent form when the decimal exponent is below -4
     or at least 6 (Go fixes the precision at 6 for this decision in the
     shortest mode), with a sign and at least two exponent digits. Negative
-    zero is "-0" here; the text renderer writes it as "0" (see _write_float).
+    zero is "-0" here; the text renderer writes it as "0" (see format_sample).
     """
     if -1e6 < v < 1e6:  # whole numbers are the common case: no repr needed
         i = int(v)
@@ -89,8 +90,8 @@ def format_value(v: float) -> str:
     return "-" + s if neg else s
 
 
-def _write_float(v: float) -> str:
-    """expfmt's writeFloat: format_value, except that any zero is "0"."""
+def format_sample(v: float) -> str:
+    """A sample value as expfmt's writeFloat writes it: format_value, but any zero is "0"."""
     if v == 0:
         return "0"
     if v == 1:
@@ -231,7 +232,7 @@ def _render_plain(family: MetricFamily, pairs: Iterable[str]) -> list[str]:
     ffloat = format_value
     for m, p in zip(family.metrics, pairs):
         v = m.value
-        # _write_float, inlined for speed.
+        # format_sample, inlined for speed.
         vs = "0" if v == 0 else "1" if v == 1 else ffloat(v)
         if not legacy:
             line = series_text(name, p) + " " + vs
@@ -255,11 +256,11 @@ def _render_summary(family: MetricFamily, pairs: Iterable[str]) -> list[str]:
         ts = _ts(m)
         for q, v in m.quantiles:
             append(
-                series_text(name, p, 'quantile="' + _write_float(q) + '"')
-                + " " + _write_float(v) + ts
+                series_text(name, p, 'quantile="' + format_sample(q) + '"')
+                + " " + format_sample(v) + ts
             )
-        append(series_text(name_sum, p) + " " + _write_float(m.sum) + ts)
-        append(series_text(name_count, p) + " " + _write_float(float(m.count)) + ts)
+        append(series_text(name_sum, p) + " " + format_sample(m.sum) + ts)
+        append(series_text(name_count, p) + " " + format_sample(float(m.count)) + ts)
     return out
 
 
@@ -275,15 +276,15 @@ def _render_histogram(family: MetricFamily, pairs: Iterable[str]) -> list[str]:
         inf_seen = False
         for ub, c in m.buckets:
             append(
-                series_text(name_bucket, p, 'le="' + _write_float(ub) + '"')
-                + " " + _write_float(float(c)) + ts
+                series_text(name_bucket, p, 'le="' + format_sample(ub) + '"')
+                + " " + format_sample(float(c)) + ts
             )
             if ub == _INF:
                 inf_seen = True
-        count = _write_float(float(m.count))
+        count = format_sample(float(m.count))
         if not inf_seen:
             append(series_text(name_bucket, p, 'le="+Inf"') + " " + count + ts)
-        append(series_text(name_sum, p) + " " + _write_float(m.sum) + ts)
+        append(series_text(name_sum, p) + " " + format_sample(m.sum) + ts)
         append(series_text(name_count, p) + " " + count + ts)
     return out
 

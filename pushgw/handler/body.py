@@ -74,20 +74,25 @@ def decompress(body: bytes, content_encoding: str, limit: int) -> bytes:
     return body
 
 
+def is_protobuf(content_type: str) -> bool:
+    """Whether a body is delimited protobuf; anything else is read as the text format."""
+    media, *params = (p.strip() for p in content_type.split(";"))
+    options = dict(p.partition("=")[::2] for p in params)
+    return (
+        media.lower() == PROTOBUF_MEDIA_TYPE
+        and options.get("proto") == PROTOBUF_PROTO
+        and options.get("encoding") == "delimited"
+    )
+
+
 def parse_families(body: bytes, content_type: str, utf8_names: bool = False) -> dict[str, MetricFamily]:
     """Delimited protobuf when the Content-Type says so, the text format otherwise (as the official).
 
     ``utf8_names`` (``--push.enable-utf8-names``) accepts any valid UTF-8
     metric and label names; otherwise only legacy ones.
     """
-    media, *params = (p.strip() for p in content_type.split(";"))
-    options = dict(p.partition("=")[::2] for p in params)
     try:
-        if (
-            media.lower() == PROTOBUF_MEDIA_TYPE
-            and options.get("proto") == PROTOBUF_PROTO
-            and options.get("encoding") == "delimited"
-        ):
+        if is_protobuf(content_type):
             return parse_delimited(body, utf8_names)
         return parse_text(body, utf8_names)
     except (ParseError, ProtobufError) as err:
