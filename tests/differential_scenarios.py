@@ -180,6 +180,31 @@ sm_count 7
 """
 
 
+def repeated_body(token: int, summary_count: str = "") -> str:
+    """One shape of big body with values that change with ``token`` (pushgw's templates).
+
+    ``summary_count`` replaces one summary count, for values a template
+    leaves to full preparation.
+    """
+    lines = ["# HELP rep_total Requests.", "# TYPE rep_total counter"]
+    lines += [f'rep_total{{path="/p{i % 37}",code="{200 + i % 3}",i="{i}"}} {token * 1000 + i}'
+              for i in range(300)]
+    lines.append("# TYPE rep_temp gauge")
+    lines += [f'rep_temp{{room="r{i}"}} {(token - 3) * 1.25 + i / 8}' for i in range(200)]
+    lines += ["rep_untyped +Inf" if token % 2 else "rep_untyped NaN", "# TYPE rep_lat histogram"]
+    for j in range(20):
+        lines += [f'rep_lat_bucket{{j="{j}",le="0.1"}} {token + j}', f'rep_lat_bucket{{j="{j}",le="1"}} {token * 2 + j}',
+                  f'rep_lat_sum{{j="{j}"}} {token * 0.5 + j}', f'rep_lat_count{{j="{j}"}} {token * 3 + j}']
+    lines.append("# TYPE rep_rpc summary")
+    for j in range(20):
+        count = summary_count if j == 3 and summary_count else str(token * 4 + j)
+        lines += [f'rep_rpc{{j="{j}",quantile="0.5"}} {token / 3 + j}', f'rep_rpc_sum{{j="{j}"}} {token + j}',
+                  f'rep_rpc_count{{j="{j}"}} {count}']
+    body = "\n".join(lines) + "\n"
+    assert len(body) >= 16 * 1024  # pushgw.handler.workers.WORKER_THRESHOLD: big enough for templates
+    return body
+
+
 def _scenarios() -> list[Scenario]:
     S = Scenario
     out: list[Scenario] = []
@@ -501,6 +526,18 @@ def _scenarios() -> list[Scenario]:
     add(S("web-ui-pages",
           (get("/status", body_check="ignore"), get("/", body_check="ignore"),
            get("/static/nope", body_check="ignore"))))
+
+    # ---- the same shape of big body again and again (pushgw's templates) --
+    # Each of the two push workers builds its template on its second body of
+    # the shape; eight pushes make sure both prepare the later ones from it.
+    add(S("repeated-big-pushes",
+          (*(step for token in range(1, 9) for step in (put(J, repeated_body(token)), SNAP)),
+           put(J, repeated_body(9, summary_count="1.5")), SNAP,
+           put(J, repeated_body(10, summary_count="1e999")), SNAP,
+           put(J, repeated_body(11))),
+          doc="values outside what a template takes: a summary count Go truncates, an "
+              "overflow (400); negative and fractional histogram counts are parsed as "
+              "the newer official releases do (tests/test_templates.py)"))
 
     # ---- --push.disable-consistency-check ------------------------------
     # Deliberate difference: after an inconsistent unchecked push the official

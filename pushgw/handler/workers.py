@@ -12,14 +12,19 @@ import asyncio
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
-from pushgw.handler.body import decompress, parse_families
+from pushgw.handler.body import decompress, is_protobuf, parse_families
 from pushgw.model import gc_paused
 from pushgw.storage.family import PreparedPush, prepare_push
 from pushgw.storage.limits import Limits
+from pushgw.storage.templates import PushTemplates
 
 # Bodies at least this large (as received) go to a worker.
 WORKER_THRESHOLD = 16 * 1024
 COMPRESSED_WORKER_THRESHOLD = 2 * 1024
+
+# This process's templates of repeated big pushes (from WORKER_THRESHOLD on,
+# decompressed): a worker's own, or the server's where it prepares in place.
+_TEMPLATES = PushTemplates()
 
 
 def prepare_body(
@@ -32,11 +37,21 @@ def prepare_body(
     limits: Limits,
     max_decompressed_size: int,
 ) -> PreparedPush:
-    """Body bytes to a prepared push; raises BodyError or LimitExceeded."""
+    """Body bytes to a prepared push; raises BodyError or LimitExceeded.
+
+    Big text bodies go through this process's templates (see PushTemplates).
+    """
     with gc_paused():  # rendering builds as many small objects as parsing
         body = decompress(body, content_encoding, max_decompressed_size)
-        families = parse_families(body, content_type, utf8_names)
-        return prepare_push(families, grouping, pushed_at, utf8_names, limits)
+
+        def prepare(body: bytes) -> PreparedPush:
+            families = parse_families(body, content_type, utf8_names)
+            return prepare_push(families, grouping, pushed_at, utf8_names, limits)
+
+        if len(body) < WORKER_THRESHOLD or is_protobuf(content_type):
+            return prepare(body)
+        key = (tuple(grouping.items()), utf8_names, limits)
+        return _TEMPLATES.prepare(key, body, pushed_at, prepare)
 
 
 class Preparer:
