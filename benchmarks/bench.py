@@ -201,19 +201,24 @@ def push_round(report: Report, key: str, gw: Gateway, want: pl.Expectation, size
 
 
 def big_push_round(report: Report, gw: Gateway, want: pl.Expectation, sizes: Sizes, tmp: Path,
-                   key: str = "c") -> None:
-    """(c): one 10,000-series body PUT to one group again and again."""
+                   key: str = "c", vary: bool = False) -> None:
+    """(c): one 10,000-series body PUT to one group again and again.
+
+    ``vary`` gives each push a series of its own, so that pushgw prepares
+    every push in full instead of from the template of the one before.
+    """
     want.token_c += 1
     body = pl.big_body(want.token_c, *sizes.big_body)
     body_file = tmp / f"big-{gw.kind}.txt"
     body_file.write_bytes(body)
     path = f"/metrics/job/{pl.BIG_JOB}/instance/one"
     cpu0 = cpu_seconds(gw.pid)
-    res = loadgen.push_body(gw.url, "PUT", path, str(body_file), sizes.big_push_seconds, sizes.big_connections)
+    res = loadgen.push_body(gw.url, "PUT", path, str(body_file), sizes.big_push_seconds, sizes.big_connections,
+                            vary)
     cpu = (cpu_seconds(gw.pid) - cpu0, res.gen_cpu, res.seconds)
     for name in [n for n in want.summary if n.startswith(("bench_c_", "bench_g", "bench_h"))]:
         del want.summary[name]
-    want.summary = pl.merge(want.summary, pl.summarize(body))
+    want.summary = pl.merge(want.summary, pl.summarize(body + (pl.shape_line(0, 0) if vary else b"")))
     report.rows[key].add(gw.kind, res.rate, cpu)
     errors = [f"{n} {k} errors in the load" for k, n in res.errors.items() if n]
     if res.requests == 0:
@@ -342,12 +347,15 @@ def run_big_push_alone(report: Report, sizes: Sizes, kinds: list[str], tmp: Path
     """
     c_series = sizes.big_body[0] + sizes.big_body[1] + 13 * sizes.big_body[2]
     report.row("c-alone", f"(c) push {c_series:,} series, nothing else stored", "/s", True, "min:1")
+    report.row("c-new", "(c) the same, a new shape each push (no template)", "/s", True)
     gws = start_pair(kinds, memory_flags)
     wants = {k: pl.Expectation() for k in kinds}
     try:
         for _ in range(sizes.rounds):
             for kind in kinds:
                 big_push_round(report, gws[kind], wants[kind], sizes, tmp, key="c-alone")
+            for kind in kinds:
+                big_push_round(report, gws[kind], wants[kind], sizes, tmp, key="c-new", vary=True)
     finally:
         for gw in gws.values():
             gateways.stop(gw)

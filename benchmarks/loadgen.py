@@ -132,12 +132,16 @@ def push_groups(url: str, groups: int, series: int, token: int, seconds: float,
 
 
 def push_body(url: str, method: str, path: str, body_file: str, seconds: float,
-              connections: int) -> LoadResult:
-    """One body pushed to one path over and over for ``seconds``."""
+              connections: int, vary: bool = False) -> LoadResult:
+    """One body pushed to one path over and over for ``seconds``.
+
+    ``vary`` adds a series of its own to each push (payloads.shape_line).
+    """
+    extra = ["vary"] if vary else []
     if generator_name() == "wrk":
         argv = ["wrk", "-t1", f"-c{connections}", f"-d{wrk_seconds(seconds)}s", "--timeout", "60s",
-                "-s", str(LUA / "push_body.lua"), url, "--", method, path, body_file]
+                "-s", str(LUA / "push_body.lua"), url, "--", method, path, body_file, *extra]
     else:
         argv = [sys.executable, str(HERE / "push_client.py"), "body", url, str(seconds),
-                str(connections), method, path, body_file]
+                str(connections), method, path, body_file, *extra]
     return parse_result(run_child(argv, timeout=seconds + 90))

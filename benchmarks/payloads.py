@@ -69,6 +69,11 @@ def big_body(token: int, counters: int = 4000, gauges: int = 3998, histograms: i
     return ("\n".join(out) + "\n").encode()
 
 
+def shape_line(thread: int, k: int) -> bytes:
+    """A series of one push's own (lua/push_body.lua with "vary" writes the same)."""
+    return b'bench_c_shape{push="%d-%d"} 1\n' % (thread, k)
+
+
 def summarize(text: bytes, prefix: bytes = b"bench_") -> Summary:
     """Count and sum the samples of every name starting with ``prefix``.
 

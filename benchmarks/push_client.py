@@ -1,7 +1,7 @@
 """Fallback load generator when wrk is not installed: threads over keep-alive connections.
 
     push_client.py groups URL SECONDS CONNECTIONS GROUPS SERIES TOKEN METHOD THREADS
-    push_client.py body   URL SECONDS CONNECTIONS METHOD PATH BODY_FILE
+    push_client.py body   URL SECONDS CONNECTIONS METHOD PATH BODY_FILE [vary]
 
 Sends the same requests as lua/push_groups.lua and lua/push_body.lua and
 prints the same ``BENCH_RESULT {json}`` line. It is slower than wrk (the
@@ -19,19 +19,21 @@ import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from payloads import push_body, push_path  # noqa: E402
+from payloads import push_body, push_path, shape_line  # noqa: E402
 
 HEADERS = {"Content-Type": "text/plain; version=0.0.4"}
 
 
 def worker(host: str, port: int, requests: list[tuple[str, str, bytes]], start: int, step: int,
-           deadline: float, out: dict) -> None:
+           deadline: float, out: dict, vary: bool) -> None:
     """Send requests ``start, start+step, ...`` until ``deadline``; record latencies."""
     conn = http.client.HTTPConnection(host, port, timeout=60)
     k = start
     while time.monotonic() < deadline:
         method, path, body = requests[k % len(requests)]
         k += step
+        if vary:
+            body += shape_line(start, k)
         t0 = time.monotonic()
         try:
             conn.request(method, path, body=body, headers=HEADERS)
@@ -48,13 +50,14 @@ def worker(host: str, port: int, requests: list[tuple[str, str, bytes]], start: 
     conn.close()
 
 
-def run(url: str, seconds: float, connections: int, requests: list[tuple[str, str, bytes]]) -> dict:
+def run(url: str, seconds: float, connections: int, requests: list[tuple[str, str, bytes]],
+        vary: bool = False) -> dict:
     parts = urllib.parse.urlsplit(url)
     results = [{"latencies": [], "read": 0, "status": 0} for _ in range(connections)]
     t0 = time.monotonic()
     deadline = t0 + seconds
     threads = [threading.Thread(target=worker, args=(parts.hostname, parts.port, requests, i,
-                                                     connections, deadline, results[i]))
+                                                     connections, deadline, results[i], vary))
                for i in range(connections)]
     for t in threads:
         t.start()
@@ -77,10 +80,12 @@ def main(argv: list[str]) -> int:
     if mode == "groups":
         groups, series, token, method = int(argv[4]), int(argv[5]), int(argv[6]), argv[7]
         requests = [(method, push_path(g), push_body(token, g, series)) for g in range(groups)]
+        vary = False
     else:
         method, path, body_file = argv[4], argv[5], argv[6]
         requests = [(method, path, Path(body_file).read_bytes())]
-    print("BENCH_RESULT " + json.dumps(run(url, seconds, connections, requests)), flush=True)
+        vary = argv[7:8] == ["vary"]
+    print("BENCH_RESULT " + json.dumps(run(url, seconds, connections, requests, vary)), flush=True)
     return 0
 
 
