@@ -88,6 +88,8 @@ FLAGS: tuple[Flag, ...] = (
          "Longest label value a push may carry, in characters (0: no limit); 400 beyond."),
     Flag("push.workers", "push_workers", "int", "2",
          "Processes that parse and render big pushes, so they use every core (0: none)."),
+    Flag("push.template-lines", "push_template_lines", "int", "100000",
+         "Lines of templates of repeated big pushes each preparing process keeps (0: none)."),
     Flag("store.max-groups", "max_groups", "int", "500000",
          "Most groups stored (0: no limit); a push that would add one more gets 429."),
     Flag("store.max-series", "max_series", "int", "5000000",
@@ -134,6 +136,7 @@ class Settings:
     max_labels_per_series: int = 128
     max_label_value_length: int = 65_536
     push_workers: int = 2
+    push_template_lines: int = 100_000
     max_groups: int = 500_000
     max_series: int = 5_000_000
     read_timeout: float = 60.0  # seconds

@@ -55,7 +55,7 @@ class Gateway:
         self.metrics = GatewayMetrics(self._store_size)
         self.store.reserved = self.metrics.reserved()
         self.exposition = Exposition(self.store)
-        self.preparer = Preparer(settings.push_workers)
+        self.preparer = Preparer(settings.push_workers, settings.push_template_lines)
         self.writer: Writer | None = None
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

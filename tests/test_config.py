@@ -36,6 +36,7 @@ OFFICIAL_DEFAULT_STATUS_FLAGS = {
     "push.max-labels-per-series": "128",
     "push.max-label-value-length": "65536",
     "push.workers": "2",
+    "push.template-lines": "100000",
     "store.max-groups": "500000",
     "store.max-series": "5000000",
     "web.read-timeout": "1m0s",

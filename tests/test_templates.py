@@ -231,3 +231,20 @@ def test_valid_values_come_from_the_template_and_give_the_same(pushes):
     for values in pushes:
         assert templates.prepare("k", body(values), 1.0, prepare) == full(body(values))
     assert prepare.calls == 3  # every push after the second used the template
+
+
+def test_no_template_lines_means_no_templates():
+    from pushgw.handler import workers
+
+    big = ("# TYPE big gauge\n" + "".join(f'big{{i="{i}"}} {i}\n' for i in range(2000))).encode()
+    try:
+        workers.keep_templates(0)
+        for _ in range(3):
+            workers.prepare_body(big, "", "text/plain", {"job": "j"}, 1.0, False, Limits(), 1 << 30)
+        assert not workers._TEMPLATES._templates
+        workers.keep_templates(100_000)
+        for _ in range(2):
+            workers.prepare_body(big, "", "text/plain", {"job": "j"}, 1.0, False, Limits(), 1 << 30)
+        assert len(workers._TEMPLATES._templates) == 1
+    finally:
+        workers.keep_templates(100_000)

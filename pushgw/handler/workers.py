@@ -27,6 +27,12 @@ COMPRESSED_WORKER_THRESHOLD = 2 * 1024
 _TEMPLATES = PushTemplates()
 
 
+def keep_templates(max_lines: int) -> None:
+    """Set how many template lines this process keeps (``--push.template-lines``)."""
+    global _TEMPLATES
+    _TEMPLATES = PushTemplates(max_lines)
+
+
 def prepare_body(
     body: bytes,
     content_encoding: str,
@@ -48,7 +54,7 @@ def prepare_body(
             families = parse_families(body, content_type, utf8_names)
             return prepare_push(families, grouping, pushed_at, utf8_names, limits)
 
-        if len(body) < WORKER_THRESHOLD or is_protobuf(content_type):
+        if len(body) < WORKER_THRESHOLD or not _TEMPLATES.max_lines or is_protobuf(content_type):
             return prepare(body)
         key = (tuple(grouping.items()), utf8_names, limits)
         return _TEMPLATES.prepare(key, body, pushed_at, prepare)
@@ -57,13 +63,17 @@ def prepare_body(
 class Preparer:
     """Runs :func:`prepare_body` in place or in a worker process, by body size."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, template_lines: int = 100_000) -> None:
         self._pool: ProcessPoolExecutor | None = None
+        keep_templates(template_lines)
         if workers > 0:
             # forkserver: workers do not inherit the server's threads and sockets.
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["pushgw.handler.workers"])
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=context,
+                initializer=keep_templates, initargs=(template_lines,),
+            )
 
     async def prepare(self, body: bytes, content_encoding: str, *args: object) -> PreparedPush:
         threshold = COMPRESSED_WORKER_THRESHOLD if content_encoding else WORKER_THRESHOLD
