@@ -74,6 +74,7 @@ def body(values: list[str], help_text: str = "Requests.", kind: str = "counter")
 
 
 WHOLE = [str(i) for i in range(1, 19)]
+NOWHERE = 11  # the quantile="NaN" line: Go drops its value
 
 
 def test_built_on_the_second_body_of_a_shape_and_used_from_the_third():
@@ -81,6 +82,7 @@ def test_built_on_the_second_body_of_a_shape_and_used_from_the_third():
     prepare = Counting()
     for i in range(5):
         values = [str(int(v) * 10 + i) for v in WHOLE]
+        values[NOWHERE] = "1"
         got = templates.prepare("k", body(values), 1.0, prepare)
         assert got == full(body(values))
     # 1st: full; 2nd: full, then the probe and the check; 3rd to 5th: none
@@ -136,6 +138,29 @@ def test_values_preparation_treats_differently_are_prepared_in_full(position, to
         full, body(values)
     )
     assert prepare.calls == calls + 1
+
+
+def test_a_value_that_lands_nowhere_must_not_change():
+    # Go keeps the second of two counts; the first is still parsed, and refused when negative.
+    def twice(first: str, second: str) -> bytes:
+        return body(WHOLE).replace(b"lat_count{path=\"/a\"} 7\n", f'lat_count{{path="/a"}} {first}\nlat_count{{path="/a"}} {second}\n'.encode())
+
+    templates = PushTemplates()
+    prepare = Counting()
+    for _ in range(2):
+        templates.prepare("k", twice("1", "2"), 1.0, prepare)
+    templates.prepare("k", twice("1", "5"), 1.0, prepare)
+    assert prepare.calls == 3
+    for first in ("-1", "3", "NaN"):
+        assert outcome(lambda b: templates.prepare("k", b, 1.0, prepare), twice(first, "5")) == outcome(
+            full, twice(first, "5")
+        )
+    assert outcome(full, twice("-1", "5"))[1].endswith('negative count for histogram "lat"')
+    assert prepare.calls == 6
+    values = list(WHOLE)
+    values[NOWHERE] = "12.5"
+    assert templates.prepare("k", body(values), 1.0, prepare) == full(body(values))
+    assert prepare.calls == 7
 
 
 def test_comment_and_help_text_are_part_of_the_shape():
@@ -220,7 +245,7 @@ WHOLE_COUNT = st.one_of(st.integers(0, 2**53).map(str), st.sampled_from(["0", "1
 
 @st.composite
 def valid_values(draw):
-    return [draw(WHOLE_COUNT if i in COUNTS else VALID) for i in range(18)]
+    return [WHOLE[i] if i == NOWHERE else draw(WHOLE_COUNT if i in COUNTS else VALID) for i in range(18)]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

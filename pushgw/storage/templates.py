@@ -14,7 +14,8 @@ A template is used only where it is exact:
   applying it to the push it was built from gives what the full preparation
   gave, byte for byte;
 - a body matches only if every line is the same text up to its last blank,
-  lines without a value (comments, blank lines) are the same text entirely,
+  lines without a value (comments, blank lines) and lines whose value lands
+  nowhere in the result are the same text entirely,
   and its values pass the checks preparation makes on values: Go's float
   syntax without overflow; histogram counts finite and not negative; summary
   counts whole (Go converts them to integers). Anything else is prepared in
@@ -150,6 +151,10 @@ def build_template(
         # A copy of its own: the store caches things (gzip, protobuf) in the families it holds.
         settled = replace(real, lines=b"", hashes=array("q"), gz=None, proto=None)
         families.append((name, _FamilyTemplate(settled, tuple(fragments), tuple(picks))))
+    # A value that lands nowhere (a quantile="NaN" line, a count given twice)
+    # may still fail the parse when it changes: such lines must stay as they are.
+    used = {k for _, t in families for k in t.picks}
+    fixed += [i for k, i in enumerate(samples) if k not in used]
     template = PushTemplate(
         heads, tuple(fixed), tuple(tails[i] for i in fixed), tuple(samples),
         tuple(sorted(histogram_counts)), tuple(sorted(summary_counts)), tuple(families),
@@ -181,8 +186,8 @@ class PushTemplates:
 
     A template is built on the second body of one shape for one key (a
     group and the settings its preparation depends on): bodies pushed once
-    never pay for one. ``max_lines`` bounds the lines held (about 200 bytes
-    each).
+    never pay for one. ``max_lines`` bounds the lines held (a few hundred
+    bytes each).
     """
 
     def __init__(self, max_lines: int = 100_000, max_keys: int = 4096) -> None:
