@@ -56,7 +56,7 @@ def prepare_body(
 
         if len(body) < WORKER_THRESHOLD or not _TEMPLATES.max_lines or is_protobuf(content_type):
             return prepare(body)
-        key = (tuple(grouping.items()), utf8_names, limits)
+        key = (tuple(sorted(grouping.items())), utf8_names, limits)
         return _TEMPLATES.prepare(key, body, pushed_at, prepare)
 
 
