@@ -273,3 +273,40 @@ def test_no_template_lines_means_no_templates():
         assert len(workers._TEMPLATES._templates) == 1
     finally:
         workers.keep_templates(100_000)
+
+
+# Lines with Go's odd cases (braces lines that reuse the metric before, a count
+# given twice, suffix names before their TYPE, ...); {v} is the value.
+SOUP = st.sampled_from(
+    [
+        "# TYPE s summary", "# TYPE h histogram", "# TYPE a gauge", "# HELP a doc", "# TYPE g gauge_histogram",
+        'a{{l="1"}} {v}', 'a{{l="2",m="2"}} {v}', "a {v}", "a_count {v}", 'a{{l="x\\"y"}} {v}', 'a {{ l = "3" }} {v}',
+        's{{quantile="0.5"}} {v}', 's{{l="1",quantile="0.9"}} {v}', "s_count {v}", 's_sum{{l="1"}} {v}',
+        's{{quantile="NaN"}} {v}', 'h_bucket{{le="1"}} {v}', 'h_bucket{{l="1",le="+Inf"}} {v}', "h_count {v}",
+        'h_sum{{l="1"}} {v}', '{{l="4"}} {v}', "{{}} {v}", '{{"a"}} {v}', '{{"h",le="2"}} {v}', "a {v} 1000",
+        "", "  ", "new_name {v}", "new_name_count {v}", 'g_bucket{{le="1"}} {v}', "g_count {v}", "x\t{v}",
+    ]
+)
+
+
+# The lines whose values have rules of their own, drawn as often as all the others.
+COUNT_LINES = st.sampled_from(
+    ['h_bucket{{le="1"}} {v}', "h_count {v}", "h_sum {v}", "s_count {v}", 's{{quantile="0.5"}} {v}', "s_sum {v}"]
+)
+# Mostly values a template takes, some it must leave to full preparation.
+SOUP_TOKENS = st.one_of(
+    VALID, WHOLE_COUNT, st.integers(-3, 3).map(str), st.sampled_from(["-1.5", "2.5", "1e999", "0x1", ""])
+)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.one_of(SOUP, COUNT_LINES), min_size=1, max_size=20),
+    st.lists(st.lists(SOUP_TOKENS, min_size=20, max_size=20), min_size=3, max_size=6),
+)
+def test_odd_bodies_give_what_full_preparation_gives(lines, pushes):
+    templates = PushTemplates()
+    lines = ["# TYPE s summary", "# TYPE h histogram", *lines]
+    for values in pushes:
+        text = "\n".join(line.format(v=value) for line, value in zip(lines, ["", "", *values])) + "\n"
+        assert outcome(lambda b: templates.prepare("k", b, 1.0, full), text.encode()) == outcome(full, text.encode())

@@ -10,7 +10,8 @@ values: a 10,000-series push then costs a fifth of a full preparation.
 A template is used only where it is exact:
 
 - it is built by preparing a probe body, each value replaced by a distinct
-  whole number, and reading off where each number lands; it is kept only if
+  whole number, and reading off where each number lands (a value no sample
+  gave, such as the 0 of a missing ``_sum``, stays as it is); it is kept only if
   applying it to the push it was built from gives what the full preparation
   gave, byte for byte;
 - a body matches only if every line is the same text up to its last blank,
@@ -134,20 +135,21 @@ def build_template(
             return None
         fragments = []
         picks = []
-        before = ""
+        text = ""  # what comes before the next value
         for line in probed.lines.decode().split("\n")[:-1]:
-            head, blank, token = line.rpartition(" ")
+            head, _, token = line.rpartition(" ")
             k = index.get(token)
-            if k is None or not blank:
-                return None
-            fragments.append(before + head + " ")
+            if k is None:  # no sample gave this value (a missing _sum reads 0): it stays
+                text += line + "\n"
+                continue
+            fragments.append(text + head + " ")
             picks.append(k)
-            before = "\n"
+            text = "\n"
             if real.type in HISTOGRAMS and _names(head, name + "_bucket", name + "_count"):
                 histogram_counts.add(k)
             elif real.type == SUMMARY and _names(head, name + "_count"):
                 summary_counts.add(k)
-        fragments.append(before)
+        fragments.append(text)
         # A copy of its own: the store caches things (gzip, protobuf) in the families it holds.
         settled = replace(real, lines=b"", hashes=array("q"), gz=None, proto=None)
         families.append((name, _FamilyTemplate(settled, tuple(fragments), tuple(picks))))
