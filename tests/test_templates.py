@@ -210,6 +210,14 @@ def test_bounded_by_lines_least_recently_used_first():
     assert prepare.calls == calls + 2  # in full, and a new template (b was seen before)
 
 
+def test_a_body_with_more_lines_than_the_bound_gets_no_template():
+    templates = PushTemplates(max_lines=body(WHOLE).count(b"\n"))
+    prepare = Counting()
+    for _ in range(4):
+        templates.prepare("k", body(WHOLE), 1.0, prepare)
+    assert prepare.calls == 4
+
+
 def test_bodies_that_are_not_utf8_are_prepared_in_full():
     templates = PushTemplates()
     bad = body(WHOLE).replace(b"hall", b"h\xffll")

@@ -203,6 +203,8 @@ class PushTemplates:
         self, key: Hashable, body: bytes, pushed_at: float, prepare: Callable[[bytes], PreparedPush]
     ) -> PreparedPush:
         """``prepare(body)``, from a template where one fits."""
+        if body.count(b"\n") >= self.max_lines:
+            return prepare(body)  # too big to keep a template of: do not even split it
         try:
             text = body.decode()
         except UnicodeDecodeError:
@@ -220,7 +222,6 @@ class PushTemplates:
         if (
             self._seen.get(key) == fingerprint
             and (template is None or template.heads != heads)
-            and len(heads) <= self.max_lines
         ):
             built = build_template(text, shape, prepared, prepare)
             if built is not None:
