@@ -135,21 +135,21 @@ def build_template(
             return None
         fragments = []
         picks = []
-        text = ""  # what comes before the next value
+        before = ""  # the text before the next value
         for line in probed.lines.decode().split("\n")[:-1]:
             head, _, token = line.rpartition(" ")
             k = index.get(token)
             if k is None:  # no sample gave this value (a missing _sum reads 0): it stays
-                text += line + "\n"
+                before += line + "\n"
                 continue
-            fragments.append(text + head + " ")
+            fragments.append(before + head + " ")
             picks.append(k)
-            text = "\n"
+            before = "\n"
             if real.type in HISTOGRAMS and _names(head, name + "_bucket", name + "_count"):
                 histogram_counts.add(k)
             elif real.type == SUMMARY and _names(head, name + "_count"):
                 summary_counts.add(k)
-        fragments.append(text)
+        fragments.append(before)
         # A copy of its own: the store caches things (gzip, protobuf) in the families it holds.
         settled = replace(real, lines=b"", hashes=array("q"), gz=None, proto=None)
         families.append((name, _FamilyTemplate(settled, tuple(fragments), tuple(picks))))
