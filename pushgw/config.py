@@ -160,8 +160,7 @@ class Settings:
         return compute_route_prefix("", self.external_url)
 
 
-# --- durations: pushgw/durations.py (light, shared with the pusher) ---
-
+# --- sizes (durations are in pushgw/durations.py, shared with the pusher) ---
 
 _SIZE = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?")
 _SIZE_UNITS = {
