@@ -620,7 +620,7 @@ def test_promtool_unit_tests_fire_the_alerts():
     fired = {t["alertname"] for case in tests["tests"] for t in case["alert_rule_test"]
              if t.get("exp_alerts")}
     assert {"PushgatewayPushFailing", "PushgatewayStalePusher", "PushgatewayDown",
-            "PushgatewayTooManyGroups"} <= fired
+            "PushgatewayTooManyGroups", "BatchJobFailed", "BatchJobNoRecentSuccess"} <= fired
     proc = run([promtool(), "test", "rules", "alerts.test.yml"], cwd=PROMETHEUS_DIR)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -628,6 +628,8 @@ def test_promtool_unit_tests_fire_the_alerts():
 @pytest.mark.parametrize("broken, replacement", [
     ("push_failure_time_seconds > push_time_seconds", "push_failure_time_seconds < push_time_seconds"),
     ("time() - push_time_seconds > 3600", "time() - push_time_seconds > 86400"),
+    ("job_last_success_timestamp_seconds > 1.5 * 86400", "job_last_success_timestamp_seconds > 2 * 86400"),
+    ("job_exit_code != 0", "job_exit_code > 3"),
 ])
 def test_promtool_unit_tests_catch_broken_rules(tmp_path, broken, replacement):
     """The unit tests are not vacuous: a wrong rule makes them fail."""
