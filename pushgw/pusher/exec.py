@@ -26,9 +26,7 @@ import re
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 
-from pushgw.exposition.text_parser import ParseError, parse_text
 from pushgw.pusher.push import Say
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -37,14 +35,17 @@ PREFIX_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 MTIME_SLACK_SECONDS = 2.0
 
 
-@dataclass
 class RunResult:
-    """How the command went: the shell-style exit code, when it started and ended."""
+    """How the command went: its shell-style exit code, when it started and ended
+    (wall clock) and how long it ran (monotonic clock)."""
 
-    exit_code: int
-    started: float  # wall clock
-    ended: float  # wall clock
-    duration: float  # monotonic
+    __slots__ = ("exit_code", "started", "ended", "duration")
+
+    def __init__(self, exit_code: int, started: float, ended: float, duration: float) -> None:
+        self.exit_code = exit_code
+        self.started = started
+        self.ended = ended
+        self.duration = duration
 
 
 def run_command(argv: list[str], say: Say) -> RunResult:
@@ -121,6 +122,8 @@ def metrics_file_body(path: str, result: RunResult, own: set[str], say: Say) -> 
     except OSError as err:
         say(f"cannot read --metrics-file {path}: {err}")
         return b"", []
+    from pushgw.exposition.text_parser import ParseError, parse_text  # only with a metrics file
+
     try:
         families = parse_text(body)
     except ParseError as err:

@@ -19,7 +19,6 @@ import http.client
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import pushgw
@@ -31,23 +30,30 @@ MAX_MESSAGE = 2000  # bytes of a refusal's body shown to the user
 Say = Callable[[str], None]
 
 
-@dataclass
 class Push:
     """One request to a group: what the spool keeps and the client sends.
 
     ``gateway`` is the base URL (no trailing ``/``), ``path`` the group's path
     below it; together they identify the group. ``families`` are the names
     of the families in ``body`` (the spool's replacement rule needs them).
-    ``created`` is the wall-clock time the push was made.
+    ``created`` is the wall-clock time the push was made (default: now).
+
+    (Plain classes in this package, not dataclasses: importing dataclasses
+    costs more start-up time than all of ``pushgw exec`` itself.)
     """
 
-    method: str
-    gateway: str
-    path: str
-    body: bytes = b""
-    ttl: str | None = None
-    families: tuple[str, ...] = ()
-    created: float = field(default_factory=time.time)
+    __slots__ = ("method", "gateway", "path", "body", "ttl", "families", "created")
+
+    def __init__(self, method: str, gateway: str, path: str, body: bytes = b"",
+                 ttl: str | None = None, families: tuple[str, ...] = (),
+                 created: float | None = None) -> None:
+        self.method = method
+        self.gateway = gateway
+        self.path = path
+        self.body = body
+        self.ttl = ttl
+        self.families = families
+        self.created = time.time() if created is None else created
 
     @property
     def url(self) -> str:
@@ -57,31 +63,39 @@ class Push:
         return f"{self.method} {self.url}"
 
 
-@dataclass
 class Outcome:
     """What one push came to: ``ok``, ``refused`` (a 4xx) or ``failed`` (worth retrying later)."""
 
-    kind: str
-    status: int | None = None
-    message: str = ""
-    retry_after: float | None = None
+    __slots__ = ("kind", "status", "message", "retry_after")
+
+    def __init__(self, kind: str, status: int | None = None, message: str = "",
+                 retry_after: float | None = None) -> None:
+        self.kind = kind
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
 
     @property
     def ok(self) -> bool:
         return self.kind == "ok"
 
 
-@dataclass
 class Transport:
-    """How to reach the gateway: credentials, TLS, compression, per-attempt timeout."""
+    """How to reach the gateway: credentials, TLS, compression, per-attempt timeout.
 
-    timeout: float = 10.0
-    gzip: bool = False
-    authorization: str | None = None  # the Authorization header's value
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    _ssl_context: object | None = None
+    ``authorization`` is the Authorization header's value, if any.
+    """
+
+    def __init__(self, timeout: float = 10.0, gzip: bool = False, authorization: str | None = None,
+                 ca_file: str | None = None, cert_file: str | None = None,
+                 key_file: str | None = None) -> None:
+        self.timeout = timeout
+        self.gzip = gzip
+        self.authorization = authorization
+        self.ca_file = ca_file
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self._ssl_context = None
 
     @staticmethod
     def basic_auth(user: str, password: str) -> str:
@@ -168,7 +182,6 @@ def _network_error(err: BaseException) -> str:
     return text
 
 
-@dataclass
 class Retries:
     """How long to keep trying: at most ``retries`` more attempts, and never past ``deadline``.
 
@@ -177,10 +190,12 @@ class Retries:
     ``--retry-max-time``.
     """
 
-    deadline: float
-    retries: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 8.0
+    def __init__(self, deadline: float, retries: int = 5, base_delay: float = 0.5,
+                 max_delay: float = 8.0) -> None:
+        self.deadline = deadline
+        self.retries = retries
+        self.base_delay = base_delay
+        self.max_delay = max_delay
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()

@@ -33,7 +33,6 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from pushgw.pusher.push import Push, Say
@@ -45,12 +44,14 @@ STALE_TMP_SECONDS = 3600.0  # a .tmp- file this old was left by a crashed writer
 LOCK_POLL_SECONDS = 0.02
 
 
-@dataclass
 class Entry:
     """A spooled push and the file it is in."""
 
-    file: Path
-    push: Push
+    __slots__ = ("file", "push")
+
+    def __init__(self, file: Path, push: Push) -> None:
+        self.file = file
+        self.push = push
 
 
 def covers(newer: Push, older: Push) -> bool:
