@@ -9,7 +9,7 @@ listens but never answers.
 
 from __future__ import annotations
 
-import base64
+import gzip
 import http.server
 import os
 import signal
@@ -23,7 +23,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from servers import REPO_ROOT, ServerProcess, free_port, http_request, wipe_and_wait
+from servers import REPO_ROOT, ServerProcess, free_port, http_request
+from test_webconfig import auth, client_context, pki, users_yaml, write_config  # noqa: F401 (fixtures)
 
 from pushgw.exposition.text_parser import parse_text
 from pushgw.grouping import BASE64_SUFFIX, parse_grouping_labels
@@ -240,7 +241,7 @@ class ScriptedHandler(http.server.BaseHTTPRequestHandler):
     def do_PUT(self):
         server = self.server
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        server.seen.append((self.command, self.path, body, time.monotonic()))
+        server.seen.append((self.command, self.path, body, time.monotonic(), dict(self.headers)))
         status, headers = server.script.pop(0) if server.script else (200, {})
         self.send_response(status)
         for name, value in headers.items():
@@ -272,9 +273,63 @@ def test_503_then_200_is_retried_honouring_retry_after(scripted_server):
     proc = cli("push", "--gateway", url, "--job", "j", "-l", "path=/x", "-v", input=b"a 1\n")
     assert proc.returncode == 0, proc.stderr
     assert b"503" in proc.stderr and b"retrying" in proc.stderr
-    (m1, p1, b1, t1), (m2, p2, b2, t2) = scripted_server.seen
+    (m1, p1, b1, t1, _), (m2, p2, b2, t2, _) = scripted_server.seen
     assert (m1, p1, b1) == (m2, p2, b2) == ("PUT", "/metrics/job/j/path@base64/L3g", b"a 1\n")
     assert t2 - t1 >= 0.95, "Retry-After: 1 was not honoured"
+
+
+def test_headers_bearer_token_gzip_ttl_and_pushgw_url(scripted_server, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    url = f"http://127.0.0.1:{scripted_server.server_port}/gw/"
+    proc = cli("push", "--job", "j", "--add", "--bearer-token-file", str(token), "--gzip",
+               "--ttl", "90", input=b"a 1\n", env={"PUSHGW_URL": url})
+    assert proc.returncode == 0, proc.stderr
+    ((method, path, body, _, headers),) = scripted_server.seen
+    assert (method, path, gzip.decompress(body)) == ("POST", "/gw/metrics/job/j", b"a 1\n")
+    assert headers["Authorization"] == "Bearer s3cret"
+    assert headers["Content-Encoding"] == "gzip" and headers["Pushgateway-TTL"] == "1m30s"
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+
+
+def test_tls_client_certificate_and_basic_auth(pki, users_yaml, make_pushgw, tmp_path):
+    config = write_config(pki["dir"], users_yaml + f"""
+tls_server_config:
+  cert_file: {pki['server_cert']}
+  key_file: {pki['server_key']}
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: {pki['ca']}
+""", "pusher.yml")
+    gw = make_pushgw(f"--web.config.file={config}", scheme="https",
+                     ready_context=client_context(pki, "client"), ready_headers=auth("alice"))
+    tls = ["--gateway", gw.url, "--ca-file", pki["ca"], "--cert-file", pki["client_cert"],
+           "--key-file", pki["client_key"], "--retries", "0"]
+    password = tmp_path / "password"
+    password.write_text("alice-pw\n")
+    assert cli("push", *tls, "--job", "file", "--user", "alice", "--password-file", str(password),
+               input=b"a 1\n").returncode == 0
+    assert cli("push", *tls, "--job", "env", "--user", "alice", input=b"a 2\n",
+               env={"PUSHGW_PASSWORD": "alice-pw"}).returncode == 0
+    wrong = cli("push", *tls, "--job", "wrong", "--user", "alice", input=b"a 3\n",
+                env={"PUSHGW_PASSWORD": "nope"})
+    assert wrong.returncode == 3 and b"401" in wrong.stderr
+    no_password = cli("push", *tls, "--job", "x", "--user", "alice", input=b"a 4\n")
+    assert no_password.returncode == 2 and b"PUSHGW_PASSWORD" in no_password.stderr
+    no_cert = cli("push", "--gateway", gw.url, "--ca-file", pki["ca"], "--retries", "0", "--job", "x",
+                  "--user", "alice", "--password-file", str(password), input=b"a 5\n")
+    assert no_cert.returncode == 4
+    status, _, body = http_request_tls(gw.url + "/metrics", client_context(pki, "client"), auth("alice"))
+    assert status == 200
+    assert b'a{instance="",job="file"} 1' in body and b'a{instance="",job="env"} 2' in body
+    assert b'job="wrong"' not in body
+
+
+def http_request_tls(url, context, headers):
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), context=context,
+                                timeout=5) as response:
+        return response.status, response.headers, response.read()
 
 
 def test_retry_after_beyond_the_bound_gives_up_at_once(scripted_server):
