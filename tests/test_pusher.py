@@ -380,13 +380,17 @@ def test_signal_is_forwarded_and_reported(clean_pushgw, tmp_path, signum):
     assert ("job_last_failure_timestamp_seconds", group("sig")) in series
 
 
-def test_command_killed_by_a_signal_and_missing_commands():
+def test_exit_codes_signal_missing_command_bad_command_line(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"  # nothing there: the push fails, the code stays
     opts = ["--gateway", url, "--job", "j", "--retries", "0"]
     assert cli("exec", *opts, "--", "sh", "-c", "kill -KILL $$").returncode == 128 + signal.SIGKILL
     missing = cli("exec", *opts, "--", "/nonexistent/command")
     assert missing.returncode == 127 and b"cannot run" in missing.stderr
     assert cli("exec", *opts, "--", str(REPO_ROOT / "README.md")).returncode == 126
+    usage = cli("exec", "--job", "j", "--", "touch", str(tmp_path / "never"))  # no gateway
+    assert usage.returncode == 125 and b"--gateway" in usage.stderr
+    assert cli("exec", *opts, "--no-such-option", "--", "true").returncode == 125
+    assert not (tmp_path / "never").exists()
 
 
 # --- the spool -----------------------------------------------------------------------------

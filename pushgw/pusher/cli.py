@@ -24,6 +24,10 @@ GATEWAY_ENV = "PUSHGW_URL"
 PASSWORD_ENV = "PUSHGW_PASSWORD"
 SPOOL_ENV = "PUSHGW_SPOOL"
 
+# pushgw exec's own trouble (a bad command line: the command was not run),
+# kept apart from the command's codes as env(1) and timeout(1) do.
+EXIT_EXEC_USAGE = 125
+
 EXIT_CODES = """exit codes: 0 pushed; 2 bad command line or body (nothing sent);
 3 refused by the gateway (a 4xx, its message printed); 4 unreachable or
 failing after the retries (spooled, with --spool)."""
@@ -116,7 +120,9 @@ def exec_parser() -> argparse.ArgumentParser:
         prog="pushgw exec",
         description="Run a command, then push its duration, exit code and last success/failure "
                     "time (POST); exits with the command's exit code.",
-        epilog="The push never changes the exit code; it costs at most --retry-max-time.")
+        epilog="Exit code: the command's (128+N after signal N, 127 not found, 126 not runnable), "
+               "whatever happens to the push, which costs at most --retry-max-time; "
+               f"{EXIT_EXEC_USAGE} for a bad command line (the command is not run).")
     parser.add_argument("--prefix", default="job", help="name prefix of the metrics (default: job)")
     parser.add_argument("--metrics-file", metavar="FILE",
                         help="a text exposition file the command writes; its families are pushed too")
@@ -239,7 +245,10 @@ def _family_names(body: bytes, source: str) -> tuple[str, ...]:
 def exec_main(argv: list[str]) -> int:
     """``pushgw exec ... -- CMD [ARGS...]``; returns the command's exit code."""
     parser = exec_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # argparse: 0 after --help, 2 for a usage error
+        return EXIT_EXEC_USAGE if exit.code else 0
     say = _reporter(parser.prog)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     from pushgw.pusher import exec as job  # subprocess and the parser: only here
@@ -254,7 +263,7 @@ def exec_main(argv: list[str]) -> int:
         spool = _spool(args)
     except (UsageError, GroupingError, ValueError, OSError) as err:
         say(str(err))
-        return EXIT_USAGE
+        return EXIT_EXEC_USAGE
     result = job.run_command(command, say)
     body, families = job.report_body(result, args.prefix)
     if args.metrics_file:
