@@ -318,6 +318,8 @@ tls_server_config:
     no_cert = cli("push", "--gateway", gw.url, "--ca-file", pki["ca"], "--retries", "0", "--job", "x",
                   "--user", "alice", "--password-file", str(password), input=b"a 5\n")
     assert no_cert.returncode == 4
+    bad_ca = cli("push", *tls, "--ca-file", str(password), "--job", "x", input=b"a 6\n")
+    assert bad_ca.returncode == 2 and b"cannot use the TLS files" in bad_ca.stderr
     status, _, body = http_request_tls(gw.url + "/metrics", client_context(pki, "client"), auth("alice"))
     assert status == 200
     assert b'a{instance="",job="file"} 1' in body and b'a{instance="",job="env"} 2' in body

@@ -162,8 +162,14 @@ def _transport(args: argparse.Namespace) -> Transport:
         authorization = "Bearer " + read_secret(args.bearer_token_file)
     if args.key_file and not args.cert_file:
         raise UsageError("--key-file needs --cert-file")
-    return Transport(timeout=args.timeout, gzip=args.gzip, authorization=authorization,
-                     ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file)
+    transport = Transport(timeout=args.timeout, gzip=args.gzip, authorization=authorization,
+                          ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file)
+    if urlsplit(args.gateway).scheme == "https":
+        try:
+            transport.tls_context()  # unusable certificate files are a usage error, not an outage
+        except OSError as err:
+            raise UsageError(f"cannot use the TLS files (--ca-file, --cert-file, --key-file): {err}") from None
+    return transport
 
 
 def _ttl_header(args: argparse.Namespace) -> str | None:

@@ -105,10 +105,11 @@ class Transport:
         parts = urlsplit(url)
         if parts.scheme == "https":
             return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
-                                               context=self._context())
+                                               context=self.tls_context())
         return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
 
-    def _context(self):
+    def tls_context(self):
+        """The client's TLS settings; OSError (ssl.SSLError) for unusable files."""
         if self._ssl_context is None:
             import ssl  # only for https: it costs start-up time
 
@@ -133,10 +134,7 @@ class Transport:
             headers[TTL_HEADER] = push.ttl
         if self.authorization:
             headers["Authorization"] = self.authorization
-        try:
-            conn = self.connection(push.gateway, timeout)
-        except OSError as err:  # a bad CA file or client certificate
-            return Outcome("failed", message=f"cannot set up TLS: {err}")
+        conn = self.connection(push.gateway, timeout)
         try:
             target = urlsplit(push.gateway).path + push.path
             conn.request(push.method, target, body=body, headers=headers)
@@ -146,7 +144,7 @@ class Transport:
         except TimeoutError:
             return Outcome("failed", message=f"no answer within {timeout:.3g}s")
         except (OSError, http.client.HTTPException) as err:
-            return Outcome("failed", message=_network_error(err))
+            return Outcome("failed", message=str(err) or type(err).__name__)
         finally:
             conn.close()
 
@@ -173,13 +171,6 @@ def _retry_after(header: str | None) -> float | None:
         return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
-
-
-def _network_error(err: BaseException) -> str:
-    text = str(err) or type(err).__name__
-    if isinstance(err, ConnectionRefusedError):
-        return "connection refused"
-    return text
 
 
 class Retries:
@@ -220,7 +211,7 @@ def send(push: Push, transport: Transport, retries: Retries, say: Say | None = N
         if outcome.retry_after is not None:
             wait = max(wait, outcome.retry_after)
         if wait >= retries.remaining():
-            outcome.message += f" (no retry: the next attempt would start after --retry-max-time)"
+            outcome.message += " (no retry: the next attempt would start after --retry-max-time)"
             return outcome
         if say:
             say(f"{push.describe()}: {outcome.message}; retrying in {wait:.2f}s")
