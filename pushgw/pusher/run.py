@@ -35,7 +35,11 @@ def exit_code(outcome: Outcome) -> int:
 
 def deliver(push: Push | None, gateway: str, transport: Transport, retries: Retries,
             spool, max_age: float, say: Say, verbose: Say | None) -> int:
-    """Send what is spooled for ``gateway`` and then ``push`` (None: only flush)."""
+    """Send what is spooled for ``gateway`` and then ``push`` (None: only flush).
+
+    ``spool`` is a pushgw.pusher.spool.Spool or None (not imported here: that
+    module is loaded only when a spool is used).
+    """
     if spool is not None:
         try:
             spool.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
