@@ -382,6 +382,34 @@ def test_signal_is_forwarded_and_reported(clean_pushgw, tmp_path, signum):
     assert ("job_last_failure_timestamp_seconds", group("sig")) in series
 
 
+def test_sigterm_while_pushing_keeps_the_exit_code_and_spools(tmp_path):
+    marker, spool = tmp_path / "ended", tmp_path / "spool"
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as silent:  # accepts, never replies
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pushgw", "exec", "--gateway", f"http://127.0.0.1:{silent.getsockname()[1]}",
+             "--job", "j", "--timeout", "20s", "--spool", str(spool), "--", "sh", "-c", f"touch {marker}; exit 5"],
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 10
+            while not marker.exists():
+                assert time.monotonic() < deadline and proc.poll() is None, "the command never ran"
+                time.sleep(0.02)
+            time.sleep(0.3)  # now waiting for the gateway's answer
+            start = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=5) == 5
+            assert time.monotonic() - start < 2
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            stderr = proc.stderr.read()
+            proc.stdout.close()
+            proc.stderr.close()
+    assert b"interrupted" in stderr, stderr
+    assert len(list(spool.glob("*.push"))) == 1
+
+
 def test_exit_codes_signal_missing_command_bad_command_line(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"  # nothing there: the push fails, the code stays
     opts = ["--gateway", url, "--job", "j", "--retries", "0"]

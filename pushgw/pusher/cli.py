@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from pushgw.durations import format_duration, parse_duration
 from pushgw.pusher.path import GroupingError, check_label_name, group_path
 from pushgw.pusher.push import Push, Retries, Transport, read_secret
-from pushgw.pusher.run import EXIT_USAGE, deliver
+from pushgw.pusher.run import EXIT_USAGE, deliver, spool_push
 
 GATEWAY_ENV = "PUSHGW_URL"
 PASSWORD_ENV = "PUSHGW_PASSWORD"
@@ -278,10 +278,29 @@ def exec_main(argv: list[str]) -> int:
         families += extra_families
     push = Push("POST", gateway, path, body, _ttl_header(args), tuple(families), created=result.ended)
     retries = Retries(deadline=time.monotonic() + args.retry_max_time, retries=args.retries)
+    _deliver_report(push, gateway, transport, retries, spool, args, say)
+    return result.exit_code
+
+
+def _deliver_report(push: Push, gateway: str, transport: Transport, retries: Retries,
+                    spool, args: argparse.Namespace, say) -> None:
+    """Push exec's report: nothing here may change the command's exit code, a signal included.
+
+    SIGINT or SIGTERM while pushing abandons the push (spooled, if there is a spool).
+    """
+    import signal
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         deliver(push, gateway, transport, retries, spool, args.spool_max_age,
                 say, say if args.verbose else None)
+    except KeyboardInterrupt:
+        say(f"interrupted: {push.describe()} abandoned")
+        if spool is not None:
+            spool_push(push, spool, say)
     except Exception as err:  # noqa: BLE001 - the job's exit code matters more than our trouble
         say(f"push failed: {type(err).__name__}: {err}")
-    return result.exit_code
 

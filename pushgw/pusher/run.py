@@ -51,7 +51,7 @@ def deliver(push: Push | None, gateway: str, transport: Transport, retries: Retr
     with spool.locked(max(0.0, retries.remaining())) as locked:
         if not locked:
             say(f"spool {spool.folder} is busy (another run is sending): nothing sent")
-            return _spool_own(push, spool, say)
+            return spool_push(push, spool, say)
         pending = [e for e in spool.prune(max_age, say) if e.push.gateway == gateway]
         for entry in pending:
             outcome = send(entry.push, transport, retries, verbose)
@@ -64,7 +64,7 @@ def deliver(push: Push | None, gateway: str, transport: Transport, retries: Retr
                 entry.file.unlink(missing_ok=True)
             else:
                 say(f"spooled {entry.push.describe()} not sent: {outcome.message}")
-                _spool_own(push, spool, say)
+                spool_push(push, spool, say)
                 return exit_code(outcome)
         return _send_own(push, transport, retries, spool, say, verbose)
 
@@ -83,11 +83,12 @@ def _send_own(push: Push | None, transport: Transport, retries: Retries, spool,
         return EXIT_REFUSED
     say(f"{push.describe()} failed: {outcome.message}")
     if spool is not None:
-        return _spool_own(push, spool, say)
+        return spool_push(push, spool, say)
     return EXIT_UNREACHABLE
 
 
-def _spool_own(push: Push | None, spool, say: Say) -> int:
+def spool_push(push: Push | None, spool, say: Say) -> int:
+    """Keep ``push`` (if any) in the spool for the next run; EXIT_UNREACHABLE."""
     if push is not None:
         try:
             spool.add(push)
