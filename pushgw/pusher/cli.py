@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from pushgw.durations import format_duration, parse_duration
 from pushgw.pusher.path import GroupingError, check_label_name, group_path
-from pushgw.pusher.push import Push, Retries, Transport, read_secret
+from pushgw.pusher.push import Push, Retries, Say, Transport, read_secret
 from pushgw.pusher.run import EXIT_USAGE, deliver, spool_push
 
 GATEWAY_ENV = "PUSHGW_URL"
@@ -193,7 +193,7 @@ def _spool(args: argparse.Namespace):
     return Spool(args.spool)
 
 
-def _reporter(prog: str):
+def _reporter(prog: str) -> Say:
     def say(message: str) -> None:
         print(f"{prog}: {message}", file=sys.stderr, flush=True)
     return say
@@ -234,8 +234,12 @@ def push_main(argv: list[str]) -> int:
         say(str(err))
         return EXIT_USAGE
     retries = Retries(deadline=time.monotonic() + args.retry_max_time, retries=args.retries)
-    return deliver(push, gateway, transport, retries, spool, args.spool_max_age,
-                   say, say if args.verbose else None)
+    try:
+        return deliver(push, gateway, transport, retries, spool, args.spool_max_age,
+                       say, say if args.verbose else None)
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 128 + 2
 
 
 def _family_names(body: bytes, source: str) -> tuple[str, ...]:
@@ -253,8 +257,8 @@ def exec_main(argv: list[str]) -> int:
     parser = exec_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exit:  # argparse: 0 after --help, 2 for a usage error
-        return EXIT_EXEC_USAGE if exit.code else 0
+    except SystemExit as stop:  # argparse: 0 after --help, 2 for a usage error
+        return EXIT_EXEC_USAGE if stop.code else 0
     say = _reporter(parser.prog)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     from pushgw.pusher import exec as job  # subprocess and the parser: only here
@@ -283,7 +287,7 @@ def exec_main(argv: list[str]) -> int:
 
 
 def _deliver_report(push: Push, gateway: str, transport: Transport, retries: Retries,
-                    spool, args: argparse.Namespace, say) -> None:
+                    spool, args: argparse.Namespace, say: Say) -> None:
     """Push exec's report: nothing here may change the command's exit code, a signal included.
 
     SIGINT or SIGTERM while pushing abandons the push (spooled, if there is a spool).
