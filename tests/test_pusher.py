@@ -358,6 +358,14 @@ def test_a_gateway_that_never_answers_costs_at_most_the_bound(tmp_path):
 
 # --- signals -----------------------------------------------------------------------------
 
+def wait_for_file(marker: Path, proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Until the command run by ``pushgw exec`` has created ``marker``."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "the command never ran"
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_is_forwarded_and_reported(clean_pushgw, tmp_path, signum):
     marker = tmp_path / "started"
@@ -366,10 +374,7 @@ def test_signal_is_forwarded_and_reported(clean_pushgw, tmp_path, signum):
          "--", "sh", "-c", f"touch {marker}; exec sleep 30"],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while not marker.exists():
-            assert time.monotonic() < deadline and proc.poll() is None, "the command never started"
-            time.sleep(0.02)
+        wait_for_file(marker, proc)
         time.sleep(0.1)  # sh exec's into sleep
         proc.send_signal(signum)
         assert proc.wait(timeout=10) == 128 + signum
@@ -390,10 +395,7 @@ def test_sigterm_while_pushing_keeps_the_exit_code_and_spools(tmp_path):
              "--job", "j", "--timeout", "20s", "--spool", str(spool), "--", "sh", "-c", f"touch {marker}; exit 5"],
             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            deadline = time.monotonic() + 10
-            while not marker.exists():
-                assert time.monotonic() < deadline and proc.poll() is None, "the command never ran"
-                time.sleep(0.02)
+            wait_for_file(marker, proc)
             time.sleep(0.3)  # now waiting for the gateway's answer
             start = time.monotonic()
             proc.send_signal(signal.SIGTERM)
