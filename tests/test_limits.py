@@ -116,3 +116,28 @@ def test_idle_keep_alive_connections_are_closed(make_pushgw):
     assert sock.recv(4096) == b""  # closed by the server, not by the 10 s socket timeout
     assert time.monotonic() - started < 5
     sock.close()
+
+
+def test_grouping_labels_count_toward_label_limits(make_pushgw):
+    """Path labels are labels of every stored series: the per-series limits include them."""
+    url = make_pushgw("--push.max-labels-per-series=4", "--push.max-label-value-length=10").url
+    many = "".join(f"/l{i}/v" for i in range(5000))
+    r = requests.put(url + "/metrics/job/j" + many, data=b"")  # even an empty body
+    assert r.status_code == 400 and "grouping key (URL path) has 5001 labels" in r.text, r.text
+    assert "limit of 4 (--push.max-labels-per-series)" in r.text
+    # 2 series labels + 3 grouping labels (job, a, b) = 5 > 4; a label the path overrides counts once.
+    r = requests.put(url + "/metrics/job/j/a/1/b/2", data=b'x{c="3",d="4"} 1\n')
+    assert r.status_code == 400 and "series of x has 5 labels" in r.text, r.text
+    assert requests.put(url + "/metrics/job/j/a/1/b/2", data=b'x{a="3",c="4"} 1\n').status_code == 200
+    r = requests.put(url + "/metrics/job/j/a/12345678901", data=b"y 1\n")
+    assert r.status_code == 400, r.text
+    assert "label a in the grouping key (URL path) is 11 characters long" in r.text
+    r = requests.put(url + "/metrics/job/123456789012", data=b"")
+    assert r.status_code == 400 and "label job in the grouping key" in r.text, r.text
+    assert jobs(url) == {"j"} and refusals(url)["labels_per_series"] == 2
+    # DELETE is not limited (as in the official, deleting an absent group is 202): a key
+    # over the limit matches no group pushed under it, and one stored before the limit
+    # was lowered can still be deleted.
+    assert requests.delete(url + "/metrics/job/j" + many).status_code == 202
+    assert requests.delete(url + "/metrics/job/j/a/1/b/2").status_code == 202
+    assert jobs(url) == set()
