@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import socket
 import time
+import urllib.error
+import urllib.request
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -141,3 +144,49 @@ def test_grouping_labels_count_toward_label_limits(make_pushgw):
     assert requests.delete(url + "/metrics/job/j" + many).status_code == 202
     assert requests.delete(url + "/metrics/job/j/a/1/b/2").status_code == 202
     assert jobs(url) == set()
+
+
+def _urllib_put(url: str, body: bytes) -> tuple[int, bytes]:
+    """urllib writes the whole body before it reads the answer, as prometheus-client does."""
+    request = urllib.request.Request(url, data=body, method="PUT")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_oversized_body_reaches_a_write_first_client_as_413(make_pushgw):
+    server = make_pushgw("--push.max-body-size=1MiB", "--web.read-timeout=2s")
+    url = server.url + "/metrics/job/huge"
+    big = b"# " + b"x" * (73 * 1000 * 1000) + b"\n"  # 73 MB, announced by Content-Length
+    for _ in range(2):  # the same connection pool, twice: no reset either time
+        status, text = _urllib_put(url, big)
+        assert status == 413, text
+        assert b"request body exceeds the limit of 1048576 bytes (--push.max-body-size)" in text
+
+    def chunks():  # no Content-Length: refused while reading
+        for _ in range(20):
+            yield b"# " + b"y" * (1 << 20) + b"\n"
+
+    r = requests.put(url, data=chunks())
+    assert r.status_code == 413 and "--push.max-body-size" in r.text
+    assert jobs(server.url) == set() and refusals(server.url)["body_too_large"] == 3
+
+
+@pytest.mark.parametrize("announced, sent, most_seconds", [
+    (2_000_000, 100_000, 5.0),  # drained until --web.read-timeout (2s), then answered
+    (10 ** 12, 100_000, 1.0),  # more than is ever drained: answered at once
+])
+def test_client_stalling_after_a_huge_content_length_is_let_go(make_pushgw, announced, sent, most_seconds):
+    server = make_pushgw("--push.max-body-size=1MiB", "--web.read-timeout=2s")
+    head = b"PUT /metrics/job/stall HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % announced
+    started = time.monotonic()
+    sock = raw_request(server.port, head, b"#" * sent)  # then nothing more
+    answer = read_response(sock)
+    elapsed = time.monotonic() - started
+    assert sock.recv(1) == b""  # and the connection is closed
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 413") and b"--push.max-body-size" in answer, answer
+    assert elapsed < most_seconds
+    assert requests.get(server.url + "/-/healthy").status_code == 200

@@ -92,7 +92,8 @@ async def _handle(request: Request, gateway) -> Response:
         group_now = gateway.store.groups[change.key]  # read now: later requests may change it
         quarantined = group_now.problem if prepared.families.keys() & group_now.quarantined.keys() else None
     except (BodyError, LimitExceeded) as err:
-        return _refuse(gateway, request, group, err.reason, str(err), err.status)
+        close = {"Connection": "close"} if isinstance(err, BodyError) and err.unread_body else None
+        return _refuse(gateway, request, group, err.reason, str(err), err.status, close)
     except ClientDisconnect:  # nothing was stored; there is no one left to answer
         return _refuse(gateway, request, group, "client_disconnected", "client disconnected", 400)
     except PushRejected as err:
@@ -118,7 +119,8 @@ async def _handle(request: Request, gateway) -> Response:
     return empty(200)
 
 
-def _refuse(gateway, request: Request, group: str, reason: str, message: str, status: int) -> Response:
+def _refuse(gateway, request: Request, group: str, reason: str, message: str, status: int,
+            headers: dict[str, str] | None = None) -> Response:
     """One log line and one count per refused push; the answer says why."""
     gateway.metrics.refusals.labels(reason).inc()
     log.log(
@@ -128,7 +130,7 @@ def _refuse(gateway, request: Request, group: str, reason: str, message: str, st
     )
     if status == 202:  # --push.disable-consistency-check: refused, but the official says 202
         return empty(202)
-    return text_error(message, status)
+    return text_error(message, status, headers)
 
 
 def _not_persisted(gateway, request: Request, group: str, err: PersistenceError) -> Response:
