@@ -152,9 +152,14 @@ def _ttl(header: str | None) -> float | None:
 
 
 def _request_size(request: Request) -> int:
-    """Approximate request size, as promhttp counts it (request line, headers, body)."""
-    size = len(request.method) + len(request.url.path) + len(request.scope.get("http_version", "")) + 4
-    for name, value in request.headers.items():
-        size += len(name) + len(value) + 4
-    return size + int(request.headers.get("content-length", 0) or 0)
-
+    """Approximate request size, as promhttp counts it: method, URL, protocol, header
+    names and values (Host's value only), and the announced body length."""
+    scope = request.scope
+    target = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
+    size = len(scope["method"]) + len(target) + (len(query) + 1 if query else 0)
+    size += len("HTTP/") + len(scope.get("http_version", ""))
+    for name, value in scope["headers"]:
+        size += len(value) if name == b"host" else len(name) + len(value)
+    length = request.headers.get("content-length", "")
+    return size + (int(length) if length.isdigit() else 0)
