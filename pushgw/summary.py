@@ -7,7 +7,7 @@ of 10 minutes and 5 buckets. One difference matters for small counts:
 client_golang's streams (beorn7/perks) answer exactly from the raw
 observations until 500 have arrived, while the estimator always answers
 from its compressed summary, which for a few dozen pushes often picks a
-neighbouring value. ``_ExactWhileSmall`` keeps the raw observations until
+neighbouring value. ``ExactWhileSmall`` keeps the raw observations until
 then, so a gateway that saw the same pushes shows the same quantiles.
 """
 
@@ -26,7 +26,7 @@ AGE_BUCKETS = 5
 EXACT_BELOW = 500  # observations a perks stream keeps raw before its first flush
 
 
-class _ExactWhileSmall(Estimator):
+class ExactWhileSmall(Estimator):
     """The raw observations, sorted on query, until EXACT_BELOW; then the CKMS estimator."""
 
     def __init__(self, *invariants: tuple[float, float]) -> None:
@@ -56,7 +56,7 @@ class _ExactWhileSmall(Estimator):
 
 class _Window(TimeWindowEstimator):
     def get_new_bucket(self) -> Estimator:
-        return _ExactWhileSmall(*self.invariants)
+        return ExactWhileSmall(*self.invariants)
 
 
 class Summary(prometheus_summary.Summary):

@@ -8,7 +8,7 @@ import random
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from pushgw.summary import EXACT_BELOW, _ExactWhileSmall
+from pushgw.summary import EXACT_BELOW, ExactWhileSmall
 
 SUMMARIES = ("pushgateway_http_push_size_bytes", "pushgateway_http_push_duration_seconds")
 
@@ -55,7 +55,7 @@ def test_size_quantiles_equal_the_officials_for_the_same_pushes(clean_pushgw, ma
 def test_estimator_is_exact_while_small_then_within_its_error():
     rng = random.Random(7)
     values = [rng.uniform(0, 1000) for _ in range(3 * EXACT_BELOW)]
-    estimator = _ExactWhileSmall((0.1, 0.01), (0.5, 0.05), (0.9, 0.01))
+    estimator = ExactWhileSmall((0.1, 0.01), (0.5, 0.05), (0.9, 0.01))
     assert math.isnan(estimator.query(0.5))
     for count, value in enumerate(values, 1):
         estimator.observe(value)
