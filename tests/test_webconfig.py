@@ -25,6 +25,7 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -34,7 +35,7 @@ from prometheus_client.exposition import basic_auth_handler, push_to_gateway, tl
 
 from pushgw.web.auth import PasswordChecker, required_right, rights_of, token_user
 from pushgw.web.webconfig import WebConfigError, load_web_config
-from tests.servers import REPO_ROOT, require_peer, start_pushgw
+from tests.servers import REPO_ROOT, require_peer, start_prometheus, start_pushgw
 
 # --- certificates ------------------------------------------------------------------
 
@@ -591,3 +592,31 @@ def test_token_user_compares_every_digest():
     tokens = {"a": hashlib.sha256(b"other").digest(), "b": digest}
     assert token_user(tokens, b"t0k") == "b"
     assert token_user(tokens, b"t0K") is None and token_user({}, b"t0k") is None
+
+
+def test_prometheus_scrapes_with_a_bearer_token(tmp_path):
+    """Prometheus' own `authorization` scrape setting, against a real Prometheus."""
+    config = write_config(tmp_path, token_yaml(TOKENS) + "pushgw_authorization:\n  scraper: read\n")
+    gw = start_pushgw(f"--web.config.file={config}", ready_headers=bearer(TOKENS["scraper"]))
+    (tmp_path / "token").write_text(TOKENS["scraper"])
+    jobs = [("right", tmp_path / "token"), ("wrong", tmp_path / "wrong")]
+    (tmp_path / "wrong").write_text("not-the-token")
+    scrape = ["global:", "  scrape_interval: 1s", "  scrape_timeout: 1s", "scrape_configs:"]
+    for name, token_file in jobs:
+        scrape += [f"  - job_name: {name}", f"    authorization: {{credentials_file: '{token_file}'}}",
+                   "    static_configs:", f"      - targets: ['127.0.0.1:{gw.port}']"]
+    prometheus = start_prometheus("\n".join(scrape) + "\n", tmp_path, ready_timeout=20)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            r = requests.get(prometheus.url + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            health = {t["labels"]["job"]: (t["health"], t["lastError"]) for t in r}
+            scraped = len(health) == 2 and all(h != "unknown" for h, _ in health.values())
+            if scraped or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert health["right"] == ("up", ""), health
+        assert health["wrong"][0] == "down" and "401" in health["wrong"][1], health
+    finally:
+        prometheus.close()
+        gw.close()
