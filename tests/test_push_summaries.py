@@ -34,11 +34,11 @@ def _push_known_sizes(url: str) -> None:
             assert session.post(url + "/metrics/job/sizes", data=b"size 2\n" + b"\n" * n).status_code == 200
 
 
-def test_size_quantiles_equal_the_officials_for_the_same_pushes(clean_pushgw, make_official):
-    official = make_official()
-    for server in (clean_pushgw, official):
+def test_size_quantiles_equal_the_officials_for_the_same_pushes(make_pushgw, make_official):
+    ours_gw, official = make_pushgw(), make_official()  # fresh: no earlier pushes in the summaries
+    for server in (ours_gw, official):
         _push_known_sizes(server.url)
-    ours = summary_samples(clean_pushgw.url, SUMMARIES[0])
+    ours = summary_samples(ours_gw.url, SUMMARIES[0])
     theirs = summary_samples(official.url, SUMMARIES[0])
     quantiles = {key[1] for key in theirs if key[0] == SUMMARIES[0]}
     assert {dict(labels)["quantile"] for labels in quantiles} == {"0.1", "0.5", "0.9"}
@@ -47,7 +47,7 @@ def test_size_quantiles_equal_the_officials_for_the_same_pushes(clean_pushgw, ma
         official_method = {k: v for k, v in theirs.items() if ("method", method) in k[1]}
         assert mine == official_method and len(mine) == 5, (method, mine, official_method)
     # The durations have the same quantiles, with values of their own.
-    durations = summary_samples(clean_pushgw.url, SUMMARIES[1])
+    durations = summary_samples(ours_gw.url, SUMMARIES[1])
     median = durations[(SUMMARIES[1], (("method", "put"), ("quantile", "0.5")))]
     assert 0 < median < 1
 
