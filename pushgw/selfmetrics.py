@@ -18,7 +18,6 @@ from prometheus_client import (
     Gauge,
     PlatformCollector,
     ProcessCollector,
-    Summary,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric as ClientFamily
@@ -26,6 +25,7 @@ from prometheus_client.metrics_core import Metric as ClientFamily
 from pushgw import __version__
 from pushgw.model import COUNTER, GAUGE, HISTOGRAM, SUMMARY, UNTYPED, Metric, MetricFamily
 from pushgw.storage.consistency import ReservedFamily
+from pushgw.summary import Summary
 
 _TYPES = {
     "counter": COUNTER,

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import datetime
 import functools
+import hashlib
 import ipaddress
 import shutil
 import ssl
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -31,9 +33,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import basic_auth_handler, push_to_gateway, tls_auth_handler
 
-from pushgw.web.auth import PasswordChecker, required_right, rights_of
+from pushgw.web.auth import PasswordChecker, required_right, rights_of, token_user
 from pushgw.web.webconfig import WebConfigError, load_web_config
-from tests.servers import REPO_ROOT, require_peer, start_pushgw
+from tests.servers import REPO_ROOT, require_peer, start_prometheus, start_pushgw
 
 # --- certificates ------------------------------------------------------------------
 
@@ -457,9 +459,16 @@ BAD_FILES = [
     ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n", "invalid value for X-Frame-Options"),
     ("http_server_config:\n  http2: maybe\n", "http2: expected true or false"),
     ("pushgw_authorization:\n  alice: push\n", "needs basic_auth_users"),
-    ("basic_auth_users:\n  alice: {hash}\npushgw_authorization:\n  bob: push\n", "'bob' is not in basic_auth_users"),
+    ("basic_auth_users:\n  alice: {hash}\npushgw_authorization:\n  bob: push\n",
+     "'bob' is in neither basic_auth_users nor pushgw_bearer_tokens"),
     ("basic_auth_users:\n  alice: {hash}\npushgw_authorization:\n  alice: write\n", "unknown role 'write'"),
     ("basic_auth_users:\n  alice: {hash}\npushgw_authorization:\n  alice: []\n", "non-empty list of roles"),
+    ("pushgw_bearer_tokens:\n  ci: my-secret-token\n", "pushgw_bearer_tokens.ci: not a SHA-256 digest"),
+    ("pushgw_bearer_tokens:\n  ci: " + "a" * 63 + "\n", "pushgw_bearer_tokens.ci: not a SHA-256 digest"),
+    ("pushgw_bearer_tokens:\n  ci: " + "g" * 64 + "\n", "pushgw_bearer_tokens.ci: not a SHA-256 digest"),
+    ("pushgw_bearer_tokens:\n  ci: 12\n", "pushgw_bearer_tokens.ci: not a SHA-256 digest"),
+    ("pushgw_bearer_tokens:\n  a: " + "b" * 64 + "\n  c: " + "B" * 64 + "\n", "have the same token digest"),
+    ("pushgw_bearer_tokens: [abc]\n", "pushgw_bearer_tokens must be a mapping"),
 ]
 
 
@@ -488,6 +497,7 @@ def test_good_files_parse(pki, tmp_path, users_yaml):
     (None, "cannot read web config file"),
     ("tls_server_config: {cert_file: gone.crt, key_file: gone.key}\n", "failed to read cert_file"),
     ("basic_auth_users:\n  alice: secret\n", "not a bcrypt hash"),
+    ("pushgw_bearer_tokens:\n  ci: secret\n", "not a SHA-256 digest"),
 ])
 def test_bad_file_stops_the_real_process(tmp_path, text, message):
     path = tmp_path / "web.yml"
@@ -499,3 +509,114 @@ def test_bad_file_stops_the_real_process(tmp_path, text, message):
     assert done.returncode == 1
     assert message in done.stderr and str(path) in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --- bearer tokens -----------------------------------------------------------------------
+
+TOKENS = {"ci": "ci-token-3f9a", "scraper": "scrape-token-77b1"}
+
+
+def token_yaml(tokens: dict[str, str]) -> str:
+    """pushgw_bearer_tokens with the digests `printf %s "$TOKEN" | sha256sum` prints."""
+    lines = ["pushgw_bearer_tokens:"]
+    for user, token in tokens.items():
+        digest = subprocess.run(["sha256sum"], input=token.encode(), capture_output=True,
+                                check=True).stdout.split()[0].decode()
+        lines.append(f"  {user}: {digest}")
+    return "\n".join(lines) + "\n"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_bearer_tokens_alone_turn_auth_on_apply_roles_and_reload(tmp_path):
+    roles = "pushgw_authorization:\n  ci: push\n  scraper: read\n"
+    config = write_config(tmp_path, token_yaml(TOKENS) + roles)
+    gw = start_pushgw(f"--web.config.file={config}", ready_headers=bearer(TOKENS["scraper"]))
+    try:
+        url = gw.url
+        for headers in ({}, bearer("wrong"), bearer(TOKENS["ci"] + "x"), auth("alice"), {"Authorization": "Bearer "}):
+            status, response_headers, body = request("GET", url + "/metrics", headers)
+            assert (status, body) == (401, b"Unauthorized\n"), headers
+            assert response_headers.get_all("WWW-Authenticate")[0].startswith("Bearer")
+        assert request("GET", url + "/metrics", bearer("wrong"))[1]["WWW-Authenticate"] == \
+            'Bearer error="invalid_token"'
+        # The right token, with the role its user has; the scheme is case-insensitive.
+        assert request("PUT", url + "/metrics/job/t", bearer(TOKENS["ci"]), b"tok 1\n")[0] == 200
+        assert request("PUT", url + "/metrics/job/t", {"Authorization": "bearer " + TOKENS["ci"]},
+                       b"tok 2\n")[0] == 200
+        status, _, body = request("GET", url + "/metrics", bearer(TOKENS["ci"]))
+        assert status == 403 and b"needs the read role" in body
+        status, _, body = request("GET", url + "/metrics", bearer(TOKENS["scraper"]))
+        assert status == 200 and b'tok{instance="",job="t"} 2' in body
+        assert request("PUT", url + "/metrics/job/t", bearer(TOKENS["scraper"]), b"tok 3\n")[0] == 403
+        # curl's --oauth2-bearer, as a CI job would push.
+        put = curl("--oauth2-bearer", TOKENS["ci"], "-X", "PUT", "--data-binary", "tok 4\n",
+                   "-o", "/dev/null", "-w", "%{http_code}", url + "/metrics/job/t")
+        assert put.stdout == "200"
+        # A new token is picked up with the rest of the file; a removed one stops working.
+        _replace(config, token_yaml({"deploy": "deploy-token", "scraper": TOKENS["scraper"]}))
+        time.sleep(1.2)
+        assert request("PUT", url + "/metrics/job/t", bearer("deploy-token"), b"tok 5\n")[0] == 200
+        assert request("PUT", url + "/metrics/job/t", bearer(TOKENS["ci"]), b"tok 6\n")[0] == 401
+        # No role entry any more: full access, as for a basic auth user without one.
+        assert request("PUT", url + "/metrics/job/t", bearer(TOKENS["scraper"]), b"tok 7\n")[0] == 200
+        assert "web config file reloaded" in gw.output()
+    finally:
+        gw.close()
+
+
+def test_bearer_tokens_beside_basic_auth_users(tmp_path, users_yaml):
+    config = write_config(tmp_path, users_yaml + token_yaml(TOKENS) + ROLES_YAML + "  ci: push\n")
+    gw = start_pushgw(f"--web.config.file={config}", ready_headers=auth("reader"))
+    try:
+        url = gw.url
+        status, headers, _ = request("GET", url + "/metrics")
+        assert status == 401 and headers.get_all("WWW-Authenticate") == ["Basic", "Bearer"]
+        status, headers, _ = request("GET", url + "/metrics", bearer("nope"))
+        assert headers.get_all("WWW-Authenticate") == ["Basic", 'Bearer error="invalid_token"']
+        assert request("GET", url + "/metrics", auth("alice", "wrong"))[0] == 401
+        assert request("PUT", url + "/metrics/job/b", bearer(TOKENS["ci"]), b"both 1\n")[0] == 200
+        assert request("PUT", url + "/metrics/job/b", auth("pusher"), b"both 2\n")[0] == 200
+        assert request("GET", url + "/metrics", bearer(TOKENS["ci"]))[0] == 403
+        assert b"both{" in request("GET", url + "/metrics", auth("reader"))[2]
+        # The Java client's and Prometheus' bearer: the token user with no role gets everything.
+        assert request("GET", url + "/metrics", bearer(TOKENS["scraper"]))[0] == 200
+    finally:
+        gw.close()
+
+
+def test_token_user_compares_every_digest():
+    digest = hashlib.sha256(b"t0k").digest()
+    tokens = {"a": hashlib.sha256(b"other").digest(), "b": digest}
+    assert token_user(tokens, b"t0k") == "b"
+    assert token_user(tokens, b"t0K") is None and token_user({}, b"t0k") is None
+
+
+def test_prometheus_scrapes_with_a_bearer_token(tmp_path):
+    """Prometheus' own `authorization` scrape setting, against a real Prometheus."""
+    config = write_config(tmp_path, token_yaml(TOKENS) + "pushgw_authorization:\n  scraper: read\n")
+    gw = start_pushgw(f"--web.config.file={config}", ready_headers=bearer(TOKENS["scraper"]))
+    (tmp_path / "token").write_text(TOKENS["scraper"])
+    jobs = [("right", tmp_path / "token"), ("wrong", tmp_path / "wrong")]
+    (tmp_path / "wrong").write_text("not-the-token")
+    scrape = ["global:", "  scrape_interval: 1s", "  scrape_timeout: 1s", "scrape_configs:"]
+    for name, token_file in jobs:
+        scrape += [f"  - job_name: {name}", f"    authorization: {{credentials_file: '{token_file}'}}",
+                   "    static_configs:", f"      - targets: ['127.0.0.1:{gw.port}']"]
+    prometheus = start_prometheus("\n".join(scrape) + "\n", tmp_path, ready_timeout=20)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            r = requests.get(prometheus.url + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            health = {t["labels"]["job"]: (t["health"], t["lastError"]) for t in r}
+            scraped = len(health) == 2 and all(h != "unknown" for h, _ in health.values())
+            if scraped or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert health["right"] == ("up", ""), health
+        assert health["wrong"][0] == "down" and "401" in health["wrong"][1], health
+    finally:
+        prometheus.close()
+        gw.close()

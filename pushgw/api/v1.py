@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pushgw import __version__
+from pushgw.api.native_histogram import api_buckets
 from pushgw.config import flag_values
 from pushgw.exposition.text_render import format_value
 from pushgw.handler.responses import empty, method_not_allowed, not_found, text_error
@@ -113,11 +114,20 @@ def _metric_json(metric: Metric, kind: str) -> dict[str, object]:
         result["sum"] = format_value(metric.sum)
     elif kind == HISTOGRAM:
         result["sum"] = format_value(metric.sum)
-        result["buckets"] = {format_value(b): str(c) for b, c in metric.buckets}
-        result["count"] = str(metric.count)
+        native = api_buckets(metric.native) if metric.native is not None else None
+        if native is not None:
+            result["buckets"], result["count"] = native
+        else:
+            result["buckets"] = {format_value(b): _count(c) for b, c in metric.buckets}
+            result["count"] = _count(metric.count)
     else:
         result["value"] = format_value(metric.value)
     return result
+
+
+def _count(count: int | float) -> str:
+    """A count as Go's fmt.Sprint writes a uint64, or a float64 (float histograms)."""
+    return str(count) if isinstance(count, int) else format_value(count)
 
 
 def rfc3339(timestamp: float) -> str:

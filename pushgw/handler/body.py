@@ -2,6 +2,15 @@
 
 Limits are enforced while reading and while inflating, so neither a huge body
 nor a small compression bomb is ever held in memory whole.
+
+A body over the limit is refused with 413, but many clients (Python's urllib,
+so prometheus-client; Go's net/http up to a point) write the whole body
+before they read the answer: if the server answers and closes with unread
+data in its socket, the kernel resets the connection and such a client sees
+"connection reset" instead of the 413. So the rest of the body is read and
+thrown away first, up to DRAIN_BYTES and at most DRAIN_SECONDS (and never
+longer than --web.read-timeout): a bounded cost, after which the 413 goes out
+anyway and the connection is closed.
 """
 
 from __future__ import annotations
@@ -10,7 +19,7 @@ import asyncio
 import zlib
 
 import cramjam
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from pushgw.exposition.protobuf import ProtobufError, parse_delimited
 from pushgw.exposition.text_parser import ParseError, parse_text
@@ -19,25 +28,33 @@ from pushgw.model import MetricFamily
 PROTOBUF_MEDIA_TYPE = "application/vnd.google.protobuf"
 PROTOBUF_PROTO = "io.prometheus.client.MetricFamily"
 SNAPPY_STREAM_ID = b"\xff\x06\x00\x00sNaPpY"
+DRAIN_BYTES = 256 * 1024 * 1024  # most of a refused body read and discarded so the client reads the 413
+DRAIN_SECONDS = 10.0
 
 
 class BodyError(ValueError):
-    """A body that cannot be accepted; ``status`` is the answer, ``reason`` its counter label."""
+    """A body that cannot be accepted; ``status`` is the answer, ``reason`` its counter label.
 
-    def __init__(self, message: str, status: int = 400, reason: str = "malformed_body") -> None:
-        super().__init__(message, status, reason)  # all in args: it crosses process boundaries
+    ``unread_body``: part of the body is still unread, so the connection must
+    close after the answer (it cannot carry another request).
+    """
+
+    def __init__(self, message: str, status: int = 400, reason: str = "malformed_body",
+                 unread_body: bool = False) -> None:
+        super().__init__(message, status, reason, unread_body)  # all in args: it crosses process boundaries
         self.status = status
         self.reason = reason
+        self.unread_body = unread_body
 
     def __str__(self) -> str:
         return str(self.args[0])
 
 
-def too_large(what: str, limit: int) -> BodyError:
+def too_large(what: str, limit: int, unread_body: bool = False) -> BodyError:
     decompressed = "decompressed" in what
     flag = "max-decompressed-size" if decompressed else "max-body-size"
     reason = "decompressed_body_too_large" if decompressed else "body_too_large"
-    return BodyError(f"{what} exceeds the limit of {limit} bytes (--push.{flag})", 413, reason)
+    return BodyError(f"{what} exceeds the limit of {limit} bytes (--push.{flag})", 413, reason, unread_body)
 
 
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
@@ -46,22 +63,59 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     A client that goes away mid-body gets nothing stored (ClientDisconnect propagates).
     """
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise too_large("request body", limit)
+    announced = int(length) if length is not None and length.isdigit() else None
+    if announced is not None and announced > limit:
+        drained = await discard_rest(request, announced, min(timeout, DRAIN_SECONDS))
+        raise too_large("request body", limit, unread_body=not drained)
     chunks = []
     size = 0
+    complete = False
     try:
         async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
+            while not complete and size <= limit:
+                chunk, complete = await _next_chunk(request)
                 size += len(chunk)
-                if size > limit:
-                    raise too_large("request body", limit)
                 chunks.append(chunk)
     except TimeoutError:
         raise BodyError(
             f"request body not received within {timeout:g}s (--web.read-timeout)", 408, "read_timeout"
         ) from None
+    if size > limit:
+        if not complete:
+            left = None if announced is None else announced - size
+            complete = await discard_rest(request, left, min(timeout, DRAIN_SECONDS))
+        raise too_large("request body", limit, unread_body=not complete)
     return b"".join(chunks)
+
+
+async def _next_chunk(request: Request) -> tuple[bytes, bool]:
+    """The next piece of the body and whether it is the last (ClientDisconnect if the client left)."""
+    message = await request.receive()
+    if message["type"] != "http.request":
+        raise ClientDisconnect()
+    return message.get("body", b""), not message.get("more_body", False)
+
+
+async def discard_rest(request: Request, left: int | None, seconds: float) -> bool:
+    """Read and drop what is left of the body (``left`` bytes, None: unknown), within bounds.
+
+    Nothing is read when more than DRAIN_BYTES are announced: that client is
+    cut off either way, and reading would only cost time. Stops early when
+    the client stops sending or goes away. True when the whole body was read.
+    """
+    if left is not None and left > DRAIN_BYTES:
+        return False
+    dropped = 0
+    try:
+        async with asyncio.timeout(seconds):
+            while dropped <= DRAIN_BYTES:
+                chunk, complete = await _next_chunk(request)
+                dropped += len(chunk)
+                if complete:
+                    return True
+    except (TimeoutError, ClientDisconnect):
+        pass
+    return False
 
 
 def decompress(body: bytes, content_encoding: str, limit: int) -> bytes:

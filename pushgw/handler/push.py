@@ -92,7 +92,8 @@ async def _handle(request: Request, gateway) -> Response:
         group_now = gateway.store.groups[change.key]  # read now: later requests may change it
         quarantined = group_now.problem if prepared.families.keys() & group_now.quarantined.keys() else None
     except (BodyError, LimitExceeded) as err:
-        return _refuse(gateway, request, group, err.reason, str(err), err.status)
+        close = {"Connection": "close"} if isinstance(err, BodyError) and err.unread_body else None
+        return _refuse(gateway, request, group, err.reason, str(err), err.status, close)
     except ClientDisconnect:  # nothing was stored; there is no one left to answer
         return _refuse(gateway, request, group, "client_disconnected", "client disconnected", 400)
     except PushRejected as err:
@@ -118,7 +119,8 @@ async def _handle(request: Request, gateway) -> Response:
     return empty(200)
 
 
-def _refuse(gateway, request: Request, group: str, reason: str, message: str, status: int) -> Response:
+def _refuse(gateway, request: Request, group: str, reason: str, message: str, status: int,
+            headers: dict[str, str] | None = None) -> Response:
     """One log line and one count per refused push; the answer says why."""
     gateway.metrics.refusals.labels(reason).inc()
     log.log(
@@ -128,7 +130,7 @@ def _refuse(gateway, request: Request, group: str, reason: str, message: str, st
     )
     if status == 202:  # --push.disable-consistency-check: refused, but the official says 202
         return empty(202)
-    return text_error(message, status)
+    return text_error(message, status, headers)
 
 
 def _not_persisted(gateway, request: Request, group: str, err: PersistenceError) -> Response:
@@ -150,9 +152,14 @@ def _ttl(header: str | None) -> float | None:
 
 
 def _request_size(request: Request) -> int:
-    """Approximate request size, as promhttp counts it (request line, headers, body)."""
-    size = len(request.method) + len(request.url.path) + len(request.scope.get("http_version", "")) + 4
-    for name, value in request.headers.items():
-        size += len(name) + len(value) + 4
-    return size + int(request.headers.get("content-length", 0) or 0)
-
+    """Approximate request size, as promhttp counts it: method, URL, protocol, header
+    names and values (Host's value only), and the announced body length."""
+    scope = request.scope
+    target = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
+    size = len(scope["method"]) + len(target) + (len(query) + 1 if query else 0)
+    size += len("HTTP/") + len(scope.get("http_version", ""))
+    for name, value in scope["headers"]:
+        size += len(value) if name == b"host" else len(name) + len(value)
+    length = request.headers.get("content-length", "")
+    return size + (int(length) if length.isdigit() else 0)

@@ -88,7 +88,7 @@ def prepare_push(
     The gateway's own time families in a body are dropped, as the official does.
     """
     families = {n: f for n, f in families.items() if n not in TIME_NAMES}
-    check_push(limits, families.values())
+    check_push(limits, families.values(), grouping)
     problem = None
     stored = {}
     for name, family in families.items():

@@ -37,28 +37,24 @@ class LimitExceeded(Exception):
         return str(self.args[1])
 
 
-def check_push(limits: Limits, families: Iterable[MetricFamily]) -> None:
-    """The limits on what one push carries (grouping labels included later do not count)."""
+def check_push(limits: Limits, families: Iterable[MetricFamily], grouping: dict[str, str] | None = None) -> None:
+    """The limits on what one push carries, its grouping labels (from the URL path) included.
+
+    Every stored series carries the grouping labels, so they count toward
+    ``labels_per_series`` (a series label the grouping overrides counts once)
+    and ``label_value_length``, even when the body is empty.
+    """
+    grouping = grouping or {}
+    if grouping:
+        _check_labels(limits, grouping, len(grouping), None)
     series = 0
     for family in families:
         series += len(family.metrics)
         for metric in family.metrics:
-            if limits.labels_per_series and len(metric.labels) > limits.labels_per_series:
-                raise LimitExceeded(
-                    "labels_per_series",
-                    f"series of {family.name} has {len(metric.labels)} labels, more than the limit of "
-                    f"{limits.labels_per_series} (--push.max-labels-per-series)",
-                    400,
-                )
-            if limits.label_value_length:
-                for name, value in metric.labels.items():
-                    if len(value) > limits.label_value_length:
-                        raise LimitExceeded(
-                            "label_value_length",
-                            f"label {name} of {family.name} is {len(value)} characters long, more than "
-                            f"the limit of {limits.label_value_length} (--push.max-label-value-length)",
-                            400,
-                        )
+            count = len(metric.labels)
+            if grouping and limits.labels_per_series and count + len(grouping) > limits.labels_per_series:
+                count = len(metric.labels.keys() | grouping.keys())
+            _check_labels(limits, metric.labels, count, family.name)
     if limits.series_per_push and series > limits.series_per_push:
         raise LimitExceeded(
             "series_per_push",
@@ -66,6 +62,31 @@ def check_push(limits: Limits, families: Iterable[MetricFamily]) -> None:
             "(--push.max-series-per-push)",
             400,
         )
+
+
+_PATH = "grouping key (URL path)"
+
+
+def _check_labels(limits: Limits, labels: dict[str, str], count: int, family: str | None) -> None:
+    """``count`` labels and the length of each value in ``labels`` (a series, or the grouping key)."""
+    if limits.labels_per_series and count > limits.labels_per_series:
+        what = f"series of {family}" if family is not None else f"the {_PATH}"
+        raise LimitExceeded(
+            "labels_per_series",
+            f"{what} has {count} labels, more than the limit of "
+            f"{limits.labels_per_series} (--push.max-labels-per-series)",
+            400,
+        )
+    if limits.label_value_length:
+        for name, value in labels.items():
+            if len(value) > limits.label_value_length:
+                where = f"of {family}" if family is not None else f"in the {_PATH}"
+                raise LimitExceeded(
+                    "label_value_length",
+                    f"label {name} {where} is {len(value)} characters long, more than "
+                    f"the limit of {limits.label_value_length} (--push.max-label-value-length)",
+                    400,
+                )
 
 
 def check_store(limits: Limits, groups_after: int, series_after: int) -> None:

@@ -1,4 +1,4 @@
-"""Basic auth, roles and extra headers from the web config, as an ASGI middleware.
+"""Basic auth, bearer tokens, roles and extra headers from the web config, as an ASGI middleware.
 
 It wraps the whole application, as the exporter-toolkit wraps the official's
 whole server: every path needs credentials when ``basic_auth_users`` is set,
@@ -10,6 +10,10 @@ push. After the first check of a (user, password) pair its result is kept
 under a keyed BLAKE2b digest of the pair and the stored hash: the password
 itself is never kept, a random per-process key means the digests are
 useless outside this process, and a changed hash misses the cache.
+
+A bearer token (pushgw only) is checked by its SHA-256 digest against every
+configured digest with ``hmac.compare_digest``, without stopping at a match,
+so the time taken says nothing about which digest, or how much of it, matched.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import hmac
 import posixpath
 import secrets
 
@@ -112,6 +117,41 @@ def basic_credentials(scope: Scope) -> tuple[str, bytes] | None:
     return None
 
 
+def bearer_token(scope: Scope) -> bytes | None:
+    """The token of an ``Authorization: Bearer`` header (scheme matched case-insensitively)."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            token = token.strip()
+            return token if scheme.lower() == b"bearer" and token else None
+    return None
+
+
+def token_user(tokens: dict[str, bytes], token: bytes) -> str | None:
+    """The user whose token digest matches, comparing with every digest in constant time."""
+    digest = hashlib.sha256(token).digest()
+    found = None
+    for user, expected in tokens.items():
+        if hmac.compare_digest(digest, expected):
+            found = user
+    return found
+
+
+def challenges(config: WebConfig, bad_token: bool) -> list[tuple[bytes, bytes]]:
+    """The 401's ``WWW-Authenticate`` headers: one per configured scheme, Basic first.
+
+    Browsers prompt for a password only on a Basic challenge, and take the
+    first they understand; API clients see that a bearer token is accepted too.
+    """
+    headers = []
+    if config.users:
+        headers.append((b"www-authenticate", b"Basic"))
+    if config.tokens:
+        bearer = b'Bearer error="invalid_token"' if bad_token else b"Bearer"
+        headers.append((b"www-authenticate", bearer))
+    return headers
+
+
 def required_right(method: str, path: str, prefix: str) -> str:
     """The right a request needs: admin (wipe, quit), push (changing the push API) or read."""
     cleaned = posixpath.normpath("/" + path.lstrip("/"))
@@ -158,13 +198,13 @@ class WebConfigMiddleware:
             self._use(config)
         if self.headers:
             send = self._adding_headers(send)
-        if config.users:
-            credentials = basic_credentials(scope)
-            if credentials is None or not await self.checker.check(*credentials):
-                response = text_error("Unauthorized", 401, {"WWW-Authenticate": "Basic"})
+        if config.auth_required:
+            user = await self._authenticate(scope, config)
+            if user is None:
+                response = text_error("Unauthorized", 401)
+                response.raw_headers += challenges(config, bearer_token(scope) is not None)
                 await response(scope, receive, send)
                 return
-            user = credentials[0]
             needed = required_right(scope["method"], scope["path"], self.prefix)
             if needed not in rights_of(config.roles.get(user)):
                 roles = ", ".join(sorted(config.roles[user]))
@@ -174,6 +214,16 @@ class WebConfigMiddleware:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _authenticate(self, scope: Scope, config: WebConfig) -> str | None:
+        """The user a request's basic credentials or bearer token prove, or None."""
+        token = bearer_token(scope) if config.tokens else None
+        if token is not None:
+            return token_user(config.tokens, token)
+        credentials = basic_credentials(scope) if config.users else None
+        if credentials is not None and await self.checker.check(*credentials):
+            return credentials[0]
+        return None
 
     def _adding_headers(self, send: Send) -> Send:
         """Set the configured headers on the response, unless the handler set them itself."""

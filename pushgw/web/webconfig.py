@@ -11,7 +11,12 @@ The format (docs/web-configuration.md of prometheus/exporter-toolkit) is
 plus pushgw's own top-level section (ignored by nothing else, since the
 official refuses unknown keys, so a file using it is pushgw-only):
 
+    pushgw_bearer_tokens: {user: hex SHA-256 digest of the token}
     pushgw_authorization: {user: role or [roles]}   # push, read, admin
+
+A bearer token is kept only as its digest (``printf %s "$TOKEN" | sha256sum``):
+tokens are long random secrets, so an unsalted fast hash is enough to make a
+leaked file useless, and it is cheap enough to check on every push.
 
 The whole file is checked at start-up, certificates included, so a mistake
 stops pushgw with a message instead of surfacing on the first request. Keys
@@ -26,6 +31,7 @@ import os
 import re
 import ssl
 from dataclasses import dataclass, field
+from collections.abc import Collection
 from typing import Any
 
 import yaml
@@ -64,7 +70,8 @@ CLIENT_AUTH = {
 }
 UNVERIFIED_REQUIRED = ("RequireAnyClientCert", "RequireClientCert")
 
-_TOP_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "pushgw_authorization")
+_TOP_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "pushgw_bearer_tokens",
+             "pushgw_authorization")
 _TLS_KEYS = ("cert_file", "key_file", "cert", "key", "client_auth_type", "client_ca_file",
              "client_ca", "min_version", "max_version", "prefer_server_cipher_suites")
 _HTTP_KEYS = ("headers", "http2")
@@ -82,6 +89,7 @@ _NOT_SUPPORTED = {
 # Go's bcrypt.Cost accepts what this matches: "$2", an optional minor
 # version letter, a two-digit cost and the 53 characters of salt and hash.
 _BCRYPT = re.compile(r"\$2[abxy]?\$(\d\d)\$[./A-Za-z0-9]{53}")
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class WebConfigError(ConfigError):
@@ -113,7 +121,13 @@ class WebConfig:
     headers: dict[str, str] = field(default_factory=dict)
     http2: bool = True  # accepted; pushgw speaks HTTP/1.1, which clients fall back to
     users: dict[str, bytes] = field(default_factory=dict)  # user -> bcrypt hash
+    tokens: dict[str, bytes] = field(default_factory=dict)  # user -> SHA-256 digest of the bearer token
     roles: dict[str, frozenset[str]] = field(default_factory=dict)  # user -> roles
+
+    @property
+    def auth_required(self) -> bool:
+        """Basic auth users or bearer tokens are configured: every request needs one."""
+        return bool(self.users or self.tokens)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -162,8 +176,9 @@ def load_web_config(path: str) -> WebConfig:
         raise fail(f"http_server_config.http2: expected true or false, got {http2!r}")
     headers = _headers(http.get("headers"), fail)
     users = _users(document.get("basic_auth_users"), fail)
-    roles = _roles(document.get("pushgw_authorization"), users, fail)
-    config = WebConfig(path, tls, headers, http2, users, roles)
+    tokens = _tokens(document.get("pushgw_bearer_tokens"), fail)
+    roles = _roles(document.get("pushgw_authorization"), users.keys() | tokens.keys(), fail)
+    config = WebConfig(path, tls, headers, http2, users, tokens, roles)
     if tls is not None:
         from pushgw.web.tls import build_ssl_context  # loads the certificates: checks them now
 
@@ -297,18 +312,42 @@ def _users(value: Any, fail) -> dict[str, bytes]:
     return users
 
 
-def _roles(value: Any, users: dict[str, bytes], fail) -> dict[str, frozenset[str]]:
+def _tokens(value: Any, fail) -> dict[str, bytes]:
+    """``pushgw_bearer_tokens``: user -> the 32-byte SHA-256 digest of that user's token."""
+    where = "pushgw_bearer_tokens"
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise fail(f"{where} must be a mapping of user names to SHA-256 digests of their tokens")
+    tokens: dict[str, bytes] = {}
+    owners: dict[bytes, str] = {}
+    for user, digest in value.items():
+        if not isinstance(user, str) or not user:
+            raise fail(f"{where}: user name {user!r} must be a non-empty string")
+        if not isinstance(digest, str) or _SHA256_HEX.fullmatch(digest) is None:
+            raise fail(f"{where}.{user}: not a SHA-256 digest (want the 64 hex digits that "
+                       "`printf %s \"$TOKEN\" | sha256sum` prints, not the token itself)")
+        raw = bytes.fromhex(digest)
+        if raw in owners:  # one token, two users: which role would apply?
+            raise fail(f"{where}: users {owners[raw]!r} and {user!r} have the same token digest")
+        owners[raw] = user
+        tokens[user] = raw
+    return tokens
+
+
+def _roles(value: Any, users: Collection[str], fail) -> dict[str, frozenset[str]]:
     where = "pushgw_authorization"
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise fail(f"{where} must be a mapping of user names to roles ({', '.join(ROLES)})")
     if not users:
-        raise fail(f"{where} needs basic_auth_users: roles apply to authenticated users")
+        raise fail(f"{where} needs basic_auth_users or pushgw_bearer_tokens: roles apply to "
+                   "authenticated users")
     roles = {}
     for user, given in value.items():
         if user not in users:
-            raise fail(f"{where}: user {user!r} is not in basic_auth_users")
+            raise fail(f"{where}: user {user!r} is in neither basic_auth_users nor pushgw_bearer_tokens")
         names = [given] if isinstance(given, str) else given
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise fail(f"{where}.{user}: expected a role or a non-empty list of roles "
