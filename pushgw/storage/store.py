@@ -246,6 +246,11 @@ class MetricStore:
         """Remove every group."""
         return [c for c in map(self._delete, list(self.groups)) if c is not None]
 
+    def delete_matching(self, match: Callable[[dict[str, str]], bool]) -> list[Change]:
+        """Remove every group whose grouping labels ``match`` (a selector), judged now."""
+        doomed = [key for key, group in self.groups.items() if match(group.labels)]
+        return [c for c in map(self._delete, doomed) if c is not None]
+
     def expire(self, now: float | None = None) -> list[Change]:
         """Remove the groups whose time to live has run out by ``now``."""
         now = self.clock() if now is None else now
