@@ -64,7 +64,10 @@ class Selector:
 
     def matches(self, labels: dict[str, str]) -> bool:
         get = labels.get
-        return all(m.test(get(m.name, "")) for m in self.matchers)
+        for matcher in self.matchers:  # a loop, not all(...): this runs for every stored group
+            if not matcher.test(get(matcher.name, "")):
+                return False
+        return True
 
 
 def parse_selectors(texts: Iterable[str]) -> LabelPredicate:

@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pushgw.selector import SelectorError, parse_selector, parse_selectors
-from pushgw.storage.store import MetricStore
+from pushgw.storage.listing import ORDERS, select_page
+from pushgw.storage.store import MetricStore, PushRejected
 from pushgw.model import GAUGE, Metric, MetricFamily
 from tests.servers import start_pushgw
 
@@ -174,6 +175,44 @@ def test_store_deletes_what_the_predicate_matches_when_applied():
     for change in reversed(changes):  # the writer's undo puts them back
         store.undo(change)
     assert len(store.groups) == len(GROUPS)
+
+
+# --- one page for the UI ----------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(ops=st.lists(st.tuples(st.sampled_from(["push", "fail", "delete", "look"]),
+                              st.integers(0, 11)), max_size=60),
+       order=st.sampled_from(ORDERS), offset=st.integers(0, 8), limit=st.integers(1, 5),
+       selector=st.sampled_from([None, '{instance=~"i-[0-5]"}', '{job="b"}']))
+def test_a_page_is_the_slice_of_a_full_sort(ops, order, offset, limit, selector):
+    """Whatever was created, deleted and created again (the label order is kept
+    incrementally), a page equals sorting every matching group and slicing."""
+    clock = iter(range(1, 10_000))
+    store = MetricStore(clock=lambda: float(next(clock)))
+    family = MetricFamily("up", GAUGE, "", [Metric(labels={}, value=1.0)])
+    stamped = MetricFamily("up", GAUGE, "", [Metric(labels={}, value=1.0, timestamp_ms=1)])
+    for op, n in ops:
+        labels = {"job": "ab"[n % 2], "instance": f"i-{n}"}
+        if op == "push":
+            store.push(labels, {"up": family}, replace=True)
+        elif op == "fail":
+            with pytest.raises(PushRejected):  # still creates the group, never pushed successfully
+                store.push(labels, {"up": stamped}, replace=True)
+        elif op == "delete":
+            store.delete(labels)
+        else:
+            select_page(store, None, "labels", 0, 1)  # builds the label order midway
+    match = None if selector is None else parse_selectors([selector])
+    stale_before = 20.0
+    page = select_page(store, match, order, offset, limit, stale_before)
+    groups = [g for g in store.groups.values() if match is None or match(g.labels)]
+    if order == "labels":
+        groups.sort(key=lambda g: (g.labels["job"], sorted(g.labels.items())))
+    else:
+        groups.sort(key=lambda g: g.push_time, reverse=order == "newest")
+    assert [g.labels for g in page.groups] == [g.labels for g in groups[offset:offset + limit]]
+    assert page.total == len(store.groups) and page.matching == len(groups)
+    assert page.stale == sum(1 for g in groups if g.push_time < stale_before)
 
 
 # --- HTTP through a real pushgw ---------------------------------------------

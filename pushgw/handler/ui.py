@@ -134,7 +134,7 @@ def render_page(gateway, nonce: str, now: float, view: View, error: str = "") ->
     if error:
         listing = GroupPage(len(store.groups), 0, 0, [])
     else:
-        listing = select_page(store.groups, view.match, view.order, offset, view.limit, stale_before)
+        listing = select_page(store, view.match, view.order, offset, view.limit, stale_before)
     admin = gateway.settings.enable_admin_api
     wipe = ""
     if admin:
