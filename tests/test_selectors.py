@@ -208,8 +208,10 @@ def test_a_page_is_the_slice_of_a_full_sort(ops, order, offset, limit, selector)
     groups = [g for g in store.groups.values() if match is None or match(g.labels)]
     if order == "labels":
         groups.sort(key=lambda g: (g.labels["job"], sorted(g.labels.items())))
-    else:
-        groups.sort(key=lambda g: g.push_time, reverse=order == "newest")
+    elif order == "oldest":
+        groups.sort(key=lambda g: g.push_time)
+    else:  # equal times (never pushed successfully): the later created first
+        groups = sorted(reversed(groups), key=lambda g: g.push_time, reverse=True)
     assert [g.labels for g in page.groups] == [g.labels for g in groups[offset:offset + limit]]
     assert page.total == len(store.groups) and page.matching == len(groups)
     assert page.stale == sum(1 for g in groups if g.push_time < stale_before)

@@ -15,12 +15,12 @@ the groups is built: the filter feeds the page or the heap directly.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from operator import attrgetter
 
-from pushgw.storage.store import Group, MetricStore
+from pushgw.storage.store import Group, MetricStore, group_label_order
 
 ORDERS = ("labels", "oldest", "newest")  # the first is the default
 _push_time = attrgetter("push_time")
@@ -53,29 +53,41 @@ def select_page(
         raise ValueError(f"unknown order {order!r}")
     groups = store.groups
     page = GroupPage(len(groups), 0, 0, [])
-    if order == "labels":
-        ordered = (g for g in store.groups_by_labels() if not g.removed)
-    elif order == "newest":  # pushed again and again, the later created tend to be newer
-        ordered = reversed(groups.values())
-    else:
-        ordered = iter(groups.values())
+    end = offset + limit
     if match is None:  # counted in C; the page or the heap sees every group
         page.matching = len(groups)
         if stale_before is not None:
             page.stale = sum(1 for g in groups.values() if g.push_time < stale_before)
-        candidates: Iterable[Group] = ordered
-    else:
-        candidates = _passing(ordered, match, stale_before, page)
-    end = offset + limit
     if order == "labels":
-        page.groups = list(islice(candidates, offset, end))
         if match is not None:
-            for _ in candidates:  # the rest still has to be counted
-                pass
-    elif order == "oldest":
-        page.groups = heapq.nsmallest(end, candidates, key=_push_time)[offset:]
+            return _labels_filtered(store, match, offset, end, stale_before, page)
+        live = (g for g in store.groups_by_labels() if not g.removed)
+        page.groups = list(islice(live, offset, end))
+        return page
+    # By last push. Pushed again and again, the groups created later tend to be newer.
+    candidates: Iterator[Group] = reversed(groups.values()) if order == "newest" else iter(groups.values())
+    if match is not None:
+        candidates = _passing(candidates, match, stale_before, page)
+    pick = heapq.nlargest if order == "newest" else heapq.nsmallest
+    page.groups = pick(end, candidates, key=_push_time)[offset:]
+    return page
+
+
+def _labels_filtered(store: MetricStore, match: Callable[[dict[str, str]], bool], offset: int, end: int,
+                     stale_before: float | None, page: GroupPage) -> GroupPage:
+    """A filtered page by labels: a heap when few groups match, else a walk of the kept order.
+
+    Walking 100k groups in label order is slow (they lie all over memory);
+    the filter runs over them in the store's order first, and a heap over
+    what matched costs a sort key per match.
+    """
+    matched = list(_passing(iter(store.groups.values()), match, stale_before, page))
+    if len(matched) * 4 <= len(store.groups):
+        page.groups = heapq.nsmallest(end, matched, key=group_label_order)[offset:]
     else:
-        page.groups = heapq.nlargest(end, candidates, key=_push_time)[offset:]
+        wanted = {id(g) for g in matched}
+        ordered = (g for g in store.groups_by_labels() if not g.removed and id(g) in wanted)
+        page.groups = list(islice(ordered, offset, end))
     return page
 
 

@@ -554,7 +554,7 @@ class MetricStore:
     def _ordered(self, group: Group) -> None:
         """Put a new group into the label order (once it is built)."""
         if self._by_labels is not None:
-            insort(self._by_labels, group, key=_group_label_order)
+            insort(self._by_labels, group, key=group_label_order)
 
 
 def label_order(key: GroupKey) -> tuple[str, GroupKey]:
@@ -565,7 +565,8 @@ def label_order(key: GroupKey) -> tuple[str, GroupKey]:
     return "", key
 
 
-def _group_label_order(group: Group) -> tuple[str, GroupKey]:
+def group_label_order(group: Group) -> tuple[str, GroupKey]:
+    """label_order of a group, from its labels."""
     return label_order(group_key(group.labels))
 
 
