@@ -10,7 +10,9 @@ asks for pages and prints the server's own time for each (the page's
 next to the time the client saw: the first page (default order, by
 labels), the oldest-first and newest-first pages, and a page filtered by a
 regex selector. The figure is the median of REPEATS requests; PASS/MISS
-compares the first page with the 50 ms target.
+compares the first page with the 50 ms target. The very first request by
+labels after a start also sorts every group once (the store keeps that
+order from then on): it is shown apart.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ def main(argv: list[str]) -> int:
             server_ms = statistics.median(r[0] for r in runs)
             client_ms = statistics.median(r[1] for r in runs)
             shown = runs[0][2]
-            print(f"{name:50} server {server_ms:7.1f} ms  client {client_ms:7.1f} ms  {shown} groups shown")
+            print(f"{name:50} server {server_ms:7.1f} ms  client {client_ms:7.1f} ms  {shown} groups shown"
+                  f"  (first request {runs[0][0]:.1f} ms)")
             first_ms = first_ms or server_ms
         verdict = "PASS" if first_ms <= TARGET_MS else "MISS"
         print(f"first page at {groups} groups: {first_ms:.1f} ms server time (target {TARGET_MS:.0f} ms): {verdict}")
