@@ -8,6 +8,7 @@ official API's JSON shape (``status``, ``errorType``, ``error``).
 from __future__ import annotations
 
 import datetime
+import logging
 import platform
 
 import orjson
@@ -22,6 +23,8 @@ from pushgw.model import HISTOGRAM, SUMMARY, Metric
 from pushgw.selector import LabelPredicate, SelectorError, parse_selectors
 from pushgw.storage.store import Group, MetricStore
 from pushgw.storage.writer import PersistenceError
+
+log = logging.getLogger("pushgw")
 
 CORS_HEADERS = {
     "Access-Control-Allow-Headers": "Accept, Authorization, Content-Type, Origin",
@@ -128,6 +131,8 @@ async def delete_groups(request: Request) -> Response:
         gateway.count_request("delete_groups", request.method, 503)
         return _error("unavailable", f"could not persist the deletion, nothing was deleted: {err}", 503)
     gateway.count_request("delete_groups", request.method, 200)
+    log.info("groups deleted by selector",
+             extra={"selectors": " or ".join(request.query_params.getlist("match[]")), "count": deleted})
     return _respond({"deleted": deleted})
 
 

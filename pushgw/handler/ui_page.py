@@ -83,6 +83,9 @@ JS = """
     document.getElementById('matching-count').textContent = matching;
     var wipe = document.querySelector('button.wipe');
     if (wipe) { wipe.disabled = total === 0; }
+    var matchingButton = document.querySelector('button.delete-matching');
+    if (matchingButton && matching === 0) { matchingButton.remove(); }
+    else if (matchingButton) { matchingButton.textContent = 'Delete the ' + plural(matching, 'matching group'); }
     if (!document.querySelector('section.group')) {
       var empty = document.getElementById('no-groups');
       empty.textContent = total === 0 ? 'No metrics have been pushed.' : 'No groups left on this page.';
