@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import bcrypt
 import pytest
@@ -303,6 +304,22 @@ def test_delete_by_selector_is_durable(tmp_path):
     server = start_pushgw("--web.enable-admin-api", f"--persistence.file={db}")
     try:
         assert stored(server.url) == by_key(GROUPS[i] for i in (4, 5))
+    finally:
+        server.close()
+
+
+def test_a_deletion_that_cannot_be_persisted_deletes_nothing(tmp_path):
+    """With the database file gone, the deletion is refused (503) and undone in memory."""
+    db = tmp_path / "pushgw.db"
+    server = start_pushgw("--web.enable-admin-api", f"--persistence.file={db}")
+    try:
+        push_all(server.url)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        r = requests.delete(server.url + "/api/v1/admin/groups", params={"match[]": '{job="batch"}'}, timeout=5)
+        assert r.status_code == 503
+        assert r.json()["errorType"] == "unavailable" and "nothing was deleted" in r.json()["error"]
+        assert stored(server.url) == by_key(GROUPS)
     finally:
         server.close()
 
