@@ -44,6 +44,7 @@ def build_app(gateway: Gateway, web_config: LiveWebConfig | None = None) -> Star
     ]
     if settings.enable_admin_api:
         routes.append(Route(api + "/admin/wipe", v1.wipe, methods=ALL_METHODS))
+        routes.append(Route(api + "/admin/groups", v1.delete_groups, methods=ALL_METHODS))
     # Any other method on an API path: OPTIONS is answered (CORS), the rest are
     # 405 where a GET route exists and 404 elsewhere, as the official's router does.
     routes.append(Route(api + "/{path:path}", v1.options, methods=ALL_METHODS))

@@ -102,6 +102,12 @@ class Gateway:
             return
         await self.writer.commit(changes if isinstance(changes, list) else [changes])
 
+    async def delete_matching(self, match: Callable[[dict[str, str]], bool]) -> int:
+        """Delete the groups whose grouping labels ``match``, durably; how many went."""
+        changes = self.store.delete_matching(match)
+        await self.commit(changes)
+        return len(changes)
+
     def expire(self) -> None:
         """Drop expired groups now (a scrape must never show one); persist that in the background."""
         changes = self.store.expire()

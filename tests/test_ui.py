@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -173,3 +174,78 @@ def test_buttons_work_behind_basic_auth_and_follow_roles(browser, tmp_path):
         assert len(jobs) == 1
     finally:
         server.close()
+
+
+def test_filter_page_sort_mark_stale_and_delete_the_filtered_set(browser, gw):
+    """With more groups than fit a page: filter by selector, page, sort by last push,
+    mark the stale ones, then delete every matching group (all pages) after a confirmation."""
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    base = gw.url + PREFIX
+    with requests.Session() as session:
+        for i in range(25):
+            assert session.put(f"{base}/metrics/job/batch/instance/worker-{i:02}", data=b"a 1\n").status_code == 200
+        time.sleep(1.2)  # the batch groups are now over 1s old; the web groups are not
+        for i in range(10):
+            assert session.put(f"{base}/metrics/job/web/instance/web-{i}", data=b"a 1\n").status_code == 200
+    wait = WebDriverWait(browser, 10)
+
+    def instances() -> list[str]:  # read in one script: no element can go stale between reads
+        names = browser.execute_script(
+            "return Array.from(document.querySelectorAll('section.group'), s => s.dataset.name)")
+        return [re.search(r'instance="([^"]*)"', n).group(1) for n in names]
+
+    def summary() -> str:
+        return browser.execute_script("var c = document.getElementById('counts'); return c ? c.innerText : ''")
+
+    browser.get(base + "/?limit=10")
+    assert len(instances()) == 10 and "of 35 groups (35 in total)" in summary()
+    form = browser.find_element(By.ID, "filter")
+    form.find_element(By.NAME, "match[]").send_keys('{job="batch",instance=~"worker-.*"}')
+    Select(form.find_element(By.NAME, "sort")).select_by_value("oldest")
+    form.find_element(By.NAME, "stale").send_keys("1s")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda d: "matching" in summary())
+    assert "Showing 1–10 of 25 matching groups (35 in total); 25 stale" in summary()
+    assert instances() == [f"worker-{i:02}" for i in range(10)]  # oldest push first
+    assert len(browser.find_elements(By.CSS_SELECTOR, "section.group.stale .stale-mark")) == 10
+    assert "sort=oldest" in browser.current_url and "stale=1s" in browser.current_url  # shareable
+
+    seen = instances()
+    for _ in range(2):
+        browser.find_element(By.CSS_SELECTOR, "a[rel=next]").click()
+        wait.until(lambda d: instances()[:1] != seen[-10:][:1])
+        seen += instances()
+    assert seen == [f"worker-{i:02}" for i in range(25)]
+    assert "Showing 21–25 of 25" in summary() and not browser.find_elements(By.CSS_SELECTOR, "a[rel=next]")
+
+    form = browser.find_element(By.ID, "filter")
+    Select(form.find_element(By.NAME, "sort")).select_by_value("newest")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda d: instances()[:1] == ["worker-24"])
+    assert instances() == [f"worker-{i:02}" for i in range(24, 14, -1)]
+
+    browser.find_element(By.CSS_SELECTOR, "button.delete-matching").click()
+    alert = wait.until(EC.alert_is_present())
+    assert "25 matching groups" in alert.text
+    alert.dismiss()  # nothing happens
+    assert len(api_jobs(base)) == 35
+    button = browser.find_element(By.CSS_SELECTOR, "button.delete-matching")
+    assert button.text == "Delete the 25 matching groups"
+    button.click()
+    wait.until(EC.alert_is_present()).accept()
+    status = browser.find_element(By.ID, "action-status")
+    wait.until(lambda d: "Deleted" in status.text)
+    assert "Deleted 25 groups matching" in status.text
+    assert {g["job"] for g in api_jobs(base)} == {"web"} and len(api_jobs(base)) == 10
+    assert not browser.find_elements(By.CSS_SELECTOR, "section.group")
+    assert browser.find_element(By.ID, "group-count").text == "10 groups"
+    assert "of 0 matching groups (10 in total)" in summary()
+
+    browser.get(base + "/?match[]=" + urllib.parse.quote('{job="web"'))  # a broken selector: 400, nothing listed
+    assert "unclosed '{'" in browser.find_element(By.ID, "query-error").text
+    assert not browser.find_elements(By.CSS_SELECTOR, "section.group, button.delete-matching")

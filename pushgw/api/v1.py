@@ -1,8 +1,14 @@
-"""``/api/v1/status``, ``/api/v1/metrics`` and ``/api/v1/admin/wipe``."""
+"""``/api/v1/status``, ``/api/v1/metrics``, ``/api/v1/admin/wipe`` and ``/api/v1/admin/groups``.
+
+``match[]`` selectors (pushgw/selector.py) narrow ``/api/v1/metrics`` and
+choose what ``DELETE /api/v1/admin/groups`` deletes; errors use the
+official API's JSON shape (``status``, ``errorType``, ``error``).
+"""
 
 from __future__ import annotations
 
 import datetime
+import logging
 import platform
 
 import orjson
@@ -15,8 +21,11 @@ from pushgw.config import flag_values
 from pushgw.exposition.text_render import format_value
 from pushgw.handler.responses import empty, method_not_allowed, not_found, text_error
 from pushgw.model import HISTOGRAM, SUMMARY, Metric
+from pushgw.selector import LabelPredicate, SelectorError, parse_selectors
 from pushgw.storage.store import Group, MetricStore
 from pushgw.storage.writer import PersistenceError
+
+log = logging.getLogger("pushgw")
 
 CORS_HEADERS = {
     "Access-Control-Allow-Headers": "Accept, Authorization, Content-Type, Origin",
@@ -30,6 +39,17 @@ CORS_HEADERS = {
 def _respond(data: object) -> Response:
     body = orjson.dumps({"status": "success", "data": data})
     return Response(body, media_type="application/json", headers=CORS_HEADERS)
+
+
+def _error(kind: str, message: str, status: int) -> Response:
+    """An error in the official API's shape (its ``respondError``)."""
+    body = orjson.dumps({"status": "error", "errorType": kind, "error": message})
+    return Response(body, status_code=status, media_type="application/json", headers=CORS_HEADERS)
+
+
+def selectors_of(request: Request) -> LabelPredicate:
+    """The ``match[]`` parameters as one predicate; raises SelectorError (none given is one too)."""
+    return parse_selectors(request.query_params.getlist("match[]"))
 
 
 async def status(request: Request) -> Response:
@@ -54,11 +74,21 @@ async def status(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     gateway = request.app.state.gateway
+    match = None
+    if "match[]" in request.query_params:
+        try:
+            match = selectors_of(request)
+        except SelectorError as err:
+            gateway.count_request("api/v1/metrics", request.method, 400)
+            return _error("bad_data", str(err), 400)
     await gateway.wait_ready()
     gateway.expire()
     gateway.count_request("api/v1/metrics", request.method, 200)
     store = gateway.store
-    return _respond([group_json(store, g) for g in store.groups.values()])
+    groups = store.groups.values()
+    if match is not None:
+        groups = [g for g in groups if match(g.labels)]
+    return _respond([group_json(store, g) for g in groups])
 
 
 async def options(request: Request) -> Response:
@@ -83,6 +113,28 @@ async def wipe(request: Request) -> Response:
         return text_error(f"could not persist the wipe, nothing was deleted: {err}", 503)
     gateway.count_request("wipe", request.method, 202)
     return empty(202)
+
+
+async def delete_groups(request: Request) -> Response:
+    """Delete every group a ``match[]`` selector matches; answers how many went."""
+    gateway = request.app.state.gateway
+    if request.method != "DELETE":
+        return method_not_allowed("DELETE")
+    try:
+        match = selectors_of(request)
+    except SelectorError as err:
+        gateway.count_request("delete_groups", request.method, 400)
+        return _error("bad_data", f"nothing was deleted: {err}", 400)
+    await gateway.wait_ready()
+    try:
+        deleted = await gateway.delete_matching(match)
+    except PersistenceError as err:
+        gateway.count_request("delete_groups", request.method, 503)
+        return _error("unavailable", f"could not persist the deletion, nothing was deleted: {err}", 503)
+    gateway.count_request("delete_groups", request.method, 200)
+    log.info("groups deleted by selector",
+             extra={"selectors": " or ".join(request.query_params.getlist("match[]")), "count": deleted})
+    return _respond({"deleted": deleted})
 
 
 def group_json(store: MetricStore, group: Group) -> dict[str, object]:

@@ -51,6 +51,16 @@ button.delete, button.wipe { color: var(--bad); background: #fff; border-color: 
 button.delete:hover, button.wipe:hover { color: #fff; background: var(--bad); }
 button:disabled { opacity: .5; cursor: default; }
 #status table { margin-left: 0; }
+form.filter { display: flex; flex-wrap: wrap; align-items: center; gap: 8px 16px; padding: 10px 12px;
+               background: var(--bg); border: 1px solid var(--line); border-radius: 6px; margin: 0 0 10px; }
+form.filter input, form.filter select { font: 13px ui-monospace, SFMono-Regular, Menlo, monospace; padding: 3px 6px; }
+.error { color: var(--bad); font-weight: 600; }
+.summary { color: var(--muted); }
+.pager { display: flex; gap: 16px; align-items: center; margin: 0 0 10px; }
+.group.stale { border-color: #d4a72c; }
+.stale-mark { color: #fff; background: #9a6700; border-radius: 10px; padding: 2px 8px; font-size: 12px; }
+button.delete-matching { color: var(--bad); background: #fff; border-color: #ffcecb; margin-left: 8px; }
+button.delete-matching:hover { color: #fff; background: var(--bad); }
 footer { color: var(--muted); padding: 8px 20px 20px; font-size: 12px; }
 """
 
@@ -62,12 +72,29 @@ JS = """
   'use strict';
   var status = document.getElementById('action-status');
   function report(text) { status.textContent = text; }
-  function countGroups() {
-    var n = document.querySelectorAll('section.group').length;
-    document.getElementById('group-count').textContent = n + (n === 1 ? ' group' : ' groups');
+  var counts = document.getElementById('counts');
+  function plural(n, noun) { return n + ' ' + noun + (n === 1 ? '' : 's'); }
+  // After deleting: the server's counts less what went (total and matching).
+  function adjust(total, matching) {
+    counts.dataset.total = total;
+    counts.dataset.matching = matching;
+    document.getElementById('group-count').textContent = plural(total, 'group');
+    document.getElementById('total-count').textContent = total;
+    document.getElementById('matching-count').textContent = matching;
     var wipe = document.querySelector('button.wipe');
-    if (wipe) { wipe.disabled = n === 0; }
-    if (n === 0) { document.getElementById('no-groups').hidden = false; }
+    if (wipe) { wipe.disabled = total === 0; }
+    var matchingButton = document.querySelector('button.delete-matching');
+    if (matchingButton && matching === 0) { matchingButton.remove(); }
+    else if (matchingButton) { matchingButton.textContent = 'Delete the ' + plural(matching, 'matching group'); }
+    if (!document.querySelector('section.group')) {
+      var empty = document.getElementById('no-groups');
+      empty.textContent = total === 0 ? 'No metrics have been pushed.' : 'No groups left on this page.';
+      empty.hidden = false;
+    }
+  }
+  function removed(deleted) {
+    adjust(Math.max(0, Number(counts.dataset.total) - deleted),
+           Math.max(0, Number(counts.dataset.matching) - deleted));
   }
   async function send(method, path) {
     // Resolved against the page, minus any user:password@ from its address:
@@ -76,7 +103,9 @@ JS = """
     url.username = '';
     url.password = '';
     var response = await fetch(url, {method: method, credentials: 'same-origin'});
-    return {ok: response.status === 202, text: response.status + ' ' + (await response.text()).trim()};
+    var text = (await response.text()).trim();
+    return {ok: response.status === 200 || response.status === 202, text: response.status + ' ' + text,
+            body: text};
   }
   document.addEventListener('click', async function (event) {
     var button = event.target.closest('button[data-action]');
@@ -89,7 +118,7 @@ JS = """
       if (result.ok) {
         group.remove();
         report('Deleted group ' + group.dataset.name + '.');
-        countGroups();
+        removed(1);
       } else {
         button.disabled = false;
         report('Deleting group ' + group.dataset.name + ' failed: ' + result.text);
@@ -100,9 +129,27 @@ JS = """
       if (wiped.ok) {
         document.querySelectorAll('section.group').forEach(function (g) { g.remove(); });
         report('Deleted all groups.');
-        countGroups();
+        adjust(0, 0);
+        document.querySelectorAll('.delete-matching, .pager').forEach(function (e) { e.remove(); });
       } else {
         report('Wiping failed: ' + wiped.text);
+      }
+    } else if (button.dataset.action === 'delete-matching') {
+      var what = button.textContent.replace('Delete the ', '');
+      if (!window.confirm('Delete ALL ' + what + ' (every page, not only this one) of ' +
+                          button.dataset.selector + '?')) { return; }
+      button.disabled = true;
+      var result2 = await send('DELETE', button.dataset.path);
+      if (result2.ok) {
+        var deleted = JSON.parse(result2.body).data.deleted;
+        document.querySelectorAll('section.group').forEach(function (g) { g.remove(); });
+        document.querySelectorAll('.pager').forEach(function (e) { e.remove(); });
+        button.remove();
+        adjust(Math.max(0, Number(counts.dataset.total) - deleted), 0);
+        report('Deleted ' + plural(deleted, 'group') + ' matching ' + button.dataset.selector + '.');
+      } else {
+        button.disabled = false;
+        report('Deleting the matching groups failed: ' + result2.text);
       }
     }
   });
@@ -127,9 +174,14 @@ PAGE = """<!DOCTYPE html>
 {wipe}
 </header>
 <main>
+{filter}
+{error}
+{summary}
 <p id="action-status" role="status"></p>
-<p class="empty" id="no-groups"{empty_hidden}>No metrics have been pushed.</p>
+{pager}
+<p class="empty" id="no-groups"{empty_hidden}>{empty}</p>
 {groups}
+{pager}
 <details id="status">
 <summary>Status: flags, build and start time</summary>
 {status}

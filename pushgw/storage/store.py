@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
+from bisect import insort
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -93,6 +94,7 @@ class Group:
     # push cannot break every scrape (the official answers 500 to all).
     quarantined: dict[str, StoredFamily] = field(default_factory=dict)
     problem: str | None = None  # why the quarantined families failed the check
+    removed: bool = False  # deleted from the store (MetricStore.groups_by_labels still holds it)
 
     @property
     def last_push_successful(self) -> bool:
@@ -165,6 +167,9 @@ class MetricStore:
         self._unindexed: deque[tuple[GroupKey, StoredFamily]] = deque()
         self._merged: dict[str, MergedFamily] = {}
         self._sorted_names: list[str] | None = None
+        # Groups in the UI's label order, built on first use, then kept up to
+        # date as groups are created; deleted groups stay (marked) until a rebuild.
+        self._by_labels: list[Group] | None = None
 
     # --- changes -------------------------------------------------------------
 
@@ -246,6 +251,11 @@ class MetricStore:
         """Remove every group."""
         return [c for c in map(self._delete, list(self.groups)) if c is not None]
 
+    def delete_matching(self, match: Callable[[dict[str, str]], bool]) -> list[Change]:
+        """Remove every group whose grouping labels ``match`` (a selector), judged now."""
+        doomed = [key for key, group in self.groups.items() if match(group.labels)]
+        return [c for c in map(self._delete, doomed) if c is not None]
+
     def expire(self, now: float | None = None) -> list[Change]:
         """Remove the groups whose time to live has run out by ``now``."""
         now = self.clock() if now is None else now
@@ -280,6 +290,7 @@ class MetricStore:
         if key in self.groups:
             self._delete(key)
         group = self.groups[key] = Group(dict(labels), {}, push_time, failure_time, ttl)
+        self._ordered(group)
         group.problem = problem
         for stored, quarantined in families:
             first = self.metrics_of(first_series(stored))
@@ -327,6 +338,7 @@ class MetricStore:
         if before is not None:
             families = list(before.families.values())
             group = self.groups[change.key] = before.snapshot()  # quarantine included
+            self._ordered(group)
             group.families = {}
             for stored in families:
                 self._add(change.key, group, stored)
@@ -341,6 +353,20 @@ class MetricStore:
         if self._sorted_names is None:
             self._sorted_names = sorted(self._names)
         return self._sorted_names
+
+    def groups_by_labels(self) -> list[Group]:
+        """Groups ordered by job, then by all labels, for the UI; skip those ``removed``.
+
+        Sorting 100k groups for every page view would cost more than the
+        page may; creating a group inserts it (a binary search), and
+        deleting one only marks it, so a mass deletion costs nothing here.
+        A list grown to twice the groups is rebuilt.
+        """
+        order = self._by_labels
+        if order is None or len(order) > 2 * len(self.groups) + 1024:
+            items = sorted(self.groups.items(), key=lambda item: label_order(item[0]))
+            order = self._by_labels = [group for _, group in items]
+        return order
 
     def render(self) -> bytes:
         """The text exposition of every stored family, sorted by name."""
@@ -431,6 +457,7 @@ class MetricStore:
         group = self.groups.pop(key, None)
         if group is None:
             return None
+        group.removed = True
         before = group.snapshot()
         for name in list(group.families):
             self._remove(key, group, name)
@@ -453,6 +480,7 @@ class MetricStore:
         if group is None:
             group = Group(labels=dict(grouping), ttl=self.default_ttl)
             self.groups[key] = group
+            self._ordered(group)
         return group
 
     def _record_failure(self, grouping: dict[str, str], key: GroupKey, now: float) -> Change:
@@ -523,7 +551,23 @@ class MetricStore:
     def _invalidate(self, name: str) -> None:
         self._merged.pop(name, None)
 
+    def _ordered(self, group: Group) -> None:
+        """Put a new group into the label order (once it is built)."""
+        if self._by_labels is not None:
+            insort(self._by_labels, group, key=group_label_order)
 
+
+def label_order(key: GroupKey) -> tuple[str, GroupKey]:
+    """The job's value first (the page shows it first), then the whole key, sorted by label name."""
+    for name, value in key:
+        if name == "job":
+            return value, key
+    return "", key
+
+
+def group_label_order(group: Group) -> tuple[str, GroupKey]:
+    """label_order of a group, from its labels."""
+    return label_order(group_key(group.labels))
 
 
 def _same_series(old: StoredFamily | None, new: StoredFamily) -> bool:
