@@ -29,6 +29,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from servers import ServerProcess, require_peer, start_on_free_port
 
@@ -77,13 +78,16 @@ backend {BACKEND}
 class HAProxyServer(ServerProcess):
     """haproxy on 127.0.0.1:``port`` (``url``); ready when its admin socket answers.
 
-    ``backends`` are the (host, port) pairs, named r0, r1, ... in that order;
-    ``config_path`` is the configuration it runs with.
+    ``backends`` are the (host, port) pairs, named r0, r1, ... in that order
+    (in the built-in configuration); ``backend`` is the backend section's
+    name; ``config_path`` is the configuration it runs with.
     """
 
     def __init__(self, argv: list[str], port: int, *, admin_socket: Path,
-                 backends: list[tuple[str, int]], config_path: Path, **options):
+                 backends: list[tuple[str, int]], config_path: Path, backend: str = BACKEND,
+                 **options):
         super().__init__(argv, port, **options)
+        self.backend = backend
         self.admin_socket = admin_socket
         self.backends = list(backends)
         self.config_path = config_path
@@ -111,7 +115,7 @@ class HAProxyServer(ServerProcess):
         (also "UP 1/2", "DOWN 1/2" while a state is changing)."""
         text = self.admin("show stat").lstrip("# ")
         return {row["svname"]: row["status"] for row in csv.DictReader(io.StringIO(text))
-                if row["pxname"] == BACKEND and row["svname"] not in ("FRONTEND", "BACKEND")}
+                if row["pxname"] == self.backend and row["svname"] not in ("FRONTEND", "BACKEND")}
 
     def wait_states(self, expected: dict[str, str], timeout: float = 10.0) -> dict[str, str]:
         """Wait until every named replica is in its expected state; raises on timeout."""
@@ -129,15 +133,26 @@ class HAProxyServer(ServerProcess):
         shutil.rmtree(self.config_path.parent, ignore_errors=True)
 
 
-def start_haproxy(backends: list[tuple[str, int]], health_path: str = "/-/ready") -> HAProxyServer:
-    """Start HAProxy on a free 127.0.0.1 port, balancing over ``backends``."""
+def start_haproxy(backends: list[tuple[str, int]], health_path: str = "/-/ready", *,
+                  make_config: Callable[[int, Path], str] | None = None,
+                  backend: str = BACKEND) -> HAProxyServer:
+    """Start HAProxy on a free 127.0.0.1 port, balancing over ``backends``.
+
+    ``make_config(port, admin_socket)`` replaces the built-in configuration
+    (tests/test_deploy.py runs deploy/cluster/haproxy.cfg this way); it must
+    bind 127.0.0.1:port, declare the admin socket and name its backend
+    section ``backend``.
+    """
+    if make_config is None:
+        def make_config(port: int, admin_socket: Path) -> str:
+            return haproxy_config(port, backends, health_path, admin_socket)
     binary = haproxy_binary()
     workdir = Path(tempfile.mkdtemp(prefix="pushgw-haproxy-"))
     config = workdir / "haproxy.cfg"
     admin_socket = workdir / "admin.sock"
 
     def argv(port: int) -> list[str]:
-        config.write_text(haproxy_config(port, backends, health_path, admin_socket))
+        config.write_text(make_config(port, admin_socket))
         check = subprocess.run([binary, "-c", "-q", "-f", str(config)],
                                capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
@@ -149,7 +164,7 @@ def start_haproxy(backends: list[tuple[str, int]], health_path: str = "/-/ready"
     try:
         return start_on_free_port(argv, name="haproxy", args=(), ready_path="",
                                   server_class=HAProxyServer, admin_socket=admin_socket,
-                                  backends=backends, config_path=config)
+                                  backends=backends, config_path=config, backend=backend)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise

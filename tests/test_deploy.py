@@ -27,7 +27,9 @@ fail under CI=true; scripts/install-peers installs them.
 
 from __future__ import annotations
 
+import csv
 import fnmatch
+import io
 import json
 import os
 import re
@@ -43,7 +45,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from servers import REPO_ROOT, ServerProcess, free_port, http_request, require_peer
+from haproxy import start_haproxy
+from servers import REPO_ROOT, ServerProcess, free_port, http_request, require_peer, start_pushgw
 
 from pushgw.config import ConfigError, load_settings, split_listen_address
 
@@ -822,6 +825,55 @@ def test_cluster_haproxy_config_is_valid_and_checks_readiness():
         assert needed in text, f"haproxy.cfg lacks {needed!r}"
     assert re.search(r"^\s*retries [1-9]", text, re.M)
     assert re.search(rf"^\s*bind :{DEFAULT_PORT}$", text, re.M)
+
+
+def loopback_haproxy_config(replicas: dict[str, int]):
+    """deploy/cluster/haproxy.cfg made to run here: the frontend on
+    127.0.0.1:PORT, the stats page on a unix socket, each replica-N at
+    127.0.0.1:replicas[N], plus an admin socket for the test."""
+    text = (CLUSTER_DIR / "haproxy.cfg").read_text(encoding="utf-8")
+
+    def make_config(port: int, admin_socket: Path) -> str:
+        out = text.replace("\nglobal\n", f"\nglobal\n    stats socket {admin_socket} mode 600 level admin\n", 1)
+        out = re.sub(rf"^(\s*bind) :{DEFAULT_PORT}$", rf"\1 127.0.0.1:{port}", out, flags=re.M)
+        out = re.sub(r"^(\s*bind) :8404$", rf"\1 unix@{admin_socket}.stats", out, flags=re.M)
+        for name, replica_port in replicas.items():
+            out, count = re.subn(rf"^(\s*server {name}) \S+", rf"\1 127.0.0.1:{replica_port}", out, flags=re.M)
+            assert count == 1, f"no server {name} in haproxy.cfg"
+        assert not re.search(r"^\s*bind :", out, re.M), "a bind left on every address"
+        return out
+
+    return make_config
+
+
+def test_cluster_haproxy_config_routes_around_a_killed_replica():
+    """The deploy haproxy.cfg itself, on loopback in front of three real pushgw:
+    every request is answered 200 while one replica is killed (redispatch),
+    and the killed one is marked DOWN by the /-/ready check."""
+    replicas = {name: start_pushgw() for name in haproxy_servers(CLUSTER_DIR / "haproxy.cfg", "replicas")}
+    lb = None
+    try:
+        lb = start_haproxy([(gw.host, gw.port) for gw in replicas.values()], backend="replicas",
+                           make_config=loopback_haproxy_config({n: gw.port for n, gw in replicas.items()}))
+        lb.wait_states({name: "UP" for name in replicas})
+        for _ in range(3 * len(replicas)):
+            status, _, body = http_request("GET", lb.url + "/-/ready")
+            assert status == 200, body
+        sessions = {row["svname"]: int(row["stot"]) for row in csv.DictReader(
+            io.StringIO(lb.admin("show stat").lstrip("# "))) if row["svname"] in replicas}
+        assert sessions == {name: 3 for name in replicas}, "round robin over every replica"
+        victim = sorted(replicas)[1]
+        replicas[victim].proc.kill()  # kill -9, by its own pid
+        replicas[victim].wait(timeout=5)
+        for _ in range(2 * len(replicas)):
+            status, _, body = http_request("GET", lb.url + "/-/ready", timeout=15)
+            assert status == 200, f"a request was lost with {victim} killed: {status} {body!r}"
+        lb.wait_states({victim: "DOWN"}, timeout=10)
+    finally:
+        if lb is not None:
+            lb.close()
+        for gw in replicas.values():
+            gw.close()
 
 
 def test_cluster_compose_config_validates():

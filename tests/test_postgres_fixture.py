@@ -153,3 +153,11 @@ def test_haproxy_spreads_requests_and_drops_a_killed_replica(make_pushgw, make_h
         assert status == 200
         served[headers["X-Pushgw-Backend"]] += 1
     assert served == {"r0": 20}, "nothing is sent to the dead replica"
+
+
+def test_haproxy_sends_nothing_to_replicas_failing_the_health_check(make_pushgw, make_haproxy):
+    gw = make_pushgw()
+    lb = make_haproxy([(gw.host, gw.port)], health_path="/-/no-such-check")
+    lb.wait_states({"r0": "DOWN"}, timeout=5)
+    status, _, _ = http_request("GET", lb.url + "/-/ready")
+    assert status == 503, "a replica whose health check fails gets no requests"
