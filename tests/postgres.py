@@ -10,6 +10,9 @@ inside that folder), then waits until it accepts connections:
     pg.stop(); pg.start()             # restart on the same port and data
     pg.close()                        # stop and delete the folder
 
+    standby = start_standby(pg)       # a synchronous streaming replica
+    fail_over(pg, standby)            # pg crashes; standby, promoted, takes pg's port
+
 PostgreSQL refuses to run as root: as root, initdb and postgres run as the
 ``postgres`` system user (Debian's postgresql package creates it) or, where
 that is missing, as a system user ``pushgw-test`` created here; the folder is
@@ -260,6 +263,7 @@ class PostgresServer:
         (self.data_dir / "pg_hba.conf").write_text(
             f"host  all  {self.password_user}  127.0.0.1/32  scram-sha-256\n"
             "host  all  all  127.0.0.1/32  trust\n"
+            "host  replication  all  127.0.0.1/32  trust\n"
             "local all  all  trust\n")
 
     def start(self) -> "PostgresServer":
@@ -392,3 +396,64 @@ def start_postgres(port: int | None = None) -> PostgresServer:
         server.close()
         raise
     return server
+
+
+STANDBY_NAME = "standby"
+
+
+def start_standby(primary: PostgresServer) -> PostgresServer:
+    """A synchronous streaming replica of ``primary`` on its own free port.
+
+    ``pg_basebackup -R`` copies the primary; then the primary waits for this
+    standby on every commit (synchronous_standby_names), so whatever the
+    primary acknowledged is on the standby too: what a failover to it keeps.
+    Use ``fail_over(primary, standby)`` to make it the new primary.
+    """
+    bindir = require_postgres()
+    user = run_as_user()
+    workdir = Path(tempfile.mkdtemp(prefix="pushgw-pg-standby-"))
+    standby = PostgresServer(bindir, workdir, user)
+    standby.password = primary.password
+    try:
+        standby.socket_dir.mkdir()
+        if user is not None:
+            for path in (workdir, standby.socket_dir):
+                os.chown(path, user.pw_uid, user.pw_gid)
+        conninfo = (f"host={primary.host} port={primary.port} user={primary.superuser} "
+                    f"application_name={STANDBY_NAME}")
+        out = subprocess.run(
+            [os.path.join(bindir, "pg_basebackup"), "-D", str(standby.data_dir), "-d", conninfo,
+             "-R", "-X", "stream", "--checkpoint=fast", "--no-sync"],
+            capture_output=True, text=True, timeout=120, env=standby._env(), cwd=workdir,
+            **standby._popen_options())
+        if out.returncode != 0:
+            raise RuntimeError(f"pg_basebackup failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+        standby.start()
+        primary.psql(f"ALTER SYSTEM SET synchronous_standby_names = '{STANDBY_NAME}'")
+        primary.psql("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + READY_TIMEOUT
+        while primary.psql("SELECT sync_state FROM pg_stat_replication "
+                           f"WHERE application_name = '{STANDBY_NAME}'") != "sync":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the standby is not a synchronous replica after {READY_TIMEOUT}s\n"
+                                   f"{standby.output()}")
+            time.sleep(0.05)
+    except BaseException:
+        print(standby.output())
+        standby.close()
+        raise
+    return standby
+
+
+def fail_over(primary: PostgresServer, standby: PostgresServer) -> None:
+    """A failover behind the same address: the primary crashes (SIGQUIT), the
+    standby is promoted and moves to the primary's port, so clients of
+    ``primary.url`` reconnect to a new server (a new timeline) holding every
+    commit the old one acknowledged. Afterwards ``standby`` serves the
+    primary's address; do not start ``primary`` again (its port is taken)."""
+    primary.crash()
+    if standby.psql("SELECT pg_promote(true, 30)") != "t":
+        raise RuntimeError(f"the standby was not promoted\n{standby.output()}")
+    standby.stop()
+    standby.port = primary.port
+    standby.start()

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from postgres import child_processes, process_start_time
+from postgres import child_processes, fail_over, process_start_time, start_standby
 from servers import http_request
 
 
@@ -131,6 +131,24 @@ def test_restart_crash_and_kill_keep_committed_data_on_the_same_port(make_postgr
     workdir = pg.workdir
     pg.close()
     assert not pg.alive() and not workdir.exists()
+
+
+def test_fail_over_keeps_acknowledged_commits_behind_the_same_address(make_postgres):
+    pg = make_postgres()
+    run(execute(pg.url, "CREATE TABLE t (x int)"))
+    standby = start_standby(pg)
+    try:
+        assert standby.port != pg.port
+        run(execute(pg.url, "INSERT INTO t SELECT generate_series(1, 100)"))
+        timeline = pg.psql("SELECT timeline_id FROM pg_control_checkpoint()")
+        fail_over(pg, standby)
+        assert not pg.alive() and standby.port == pg.port
+        rows = run(fetch(pg.url, "SELECT count(*) AS n, pg_is_in_recovery() AS standby FROM t"))
+        assert (rows[0]["n"], rows[0]["standby"]) == (100, False), standby.output()
+        run(execute(pg.url, "INSERT INTO t VALUES (101)"))  # writable: no standby to wait for
+        assert standby.psql("SELECT timeline_id FROM pg_control_checkpoint()") != timeline
+    finally:
+        standby.close()
 
 
 def test_haproxy_spreads_requests_and_drops_a_killed_replica(make_pushgw, make_haproxy):
