@@ -65,8 +65,8 @@ SERVER_SETTINGS = {
 def postgres_bindir() -> str | None:
     """The folder of the server binaries (initdb, postgres), or None.
 
-    Debian keeps them off PATH, in /usr/lib/postgresql/<major>/bin; the
-    newest major version wins.
+    ``pg_config --bindir`` first; else Debian's /usr/lib/postgresql/<major>/bin
+    (off PATH), the newest major version; else initdb on PATH.
     """
     candidates = []
     pg_config = shutil.which("pg_config")
@@ -91,7 +91,8 @@ def postgres_bindir() -> str | None:
 def require_postgres() -> str:
     """The server binaries' folder; skips the test (fails under CI=true) if missing."""
     folder = postgres_bindir()
-    require_peer("postgres (initdb)", os.path.join(folder, "initdb") if folder else None,
+    require_peer("PostgreSQL server (initdb)",
+                 os.path.join(folder, "initdb") if folder else "/usr/lib/postgresql/*/bin/initdb",
                  apt_package=APT_PACKAGE)
     return folder
 
