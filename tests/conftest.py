@@ -14,6 +14,13 @@ they start is stopped when the test ends:
 
 A ``ServerProcess`` has ``url``, ``port``, ``pid``, ``output()``,
 ``stop() -> exit code``, ``alive()`` and ``wait(timeout)``.
+
+PostgreSQL and HAProxy (tests/postgres.py, tests/haproxy.py; a missing one
+skips, or fails under CI=true):
+    postgres_server   one throwaway PostgreSQL for the session (PostgresServer)
+    postgres_url      a fresh empty database on it, for one test (its URL)
+    make_postgres()   -> PostgresServer of the test's own (to stop, crash, restart)
+    make_haproxy([(host, port), ...], health_path="/-/ready") -> HAProxyServer
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from servers import (  # noqa: F401  (re-exported for test modules)
     start_pushgw,
     wipe_and_wait,
 )
+from postgres import PostgresServer, start_postgres  # noqa: F401
+from haproxy import HAProxyServer, start_haproxy  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -90,5 +99,44 @@ def make_pushgw():
 def make_official(official_bin):
     """Factory: ``make_official("--flag")`` starts a fresh official gateway."""
     factory = _Factory(start_official)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    """One PostgreSQL for the whole session; tests get their own database
+    (``postgres_url``). A test that stops or crashes the server uses
+    ``make_postgres`` instead."""
+    server = start_postgres()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """URL of a fresh empty database (owner ``postgres_server.app_user``),
+    dropped after the test."""
+    url = postgres_server.create_database()
+    yield url
+    name = url.rpartition("/")[2].partition("?")[0]
+    try:
+        postgres_server.drop_database(name)
+    except RuntimeError:
+        pass  # the session's server is deleted at the end anyway
+
+
+@pytest.fixture
+def make_postgres():
+    """Factory: ``make_postgres()`` starts a PostgreSQL of the test's own."""
+    factory = _Factory(start_postgres)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def make_haproxy():
+    """Factory: ``make_haproxy([(host, port), ...])`` starts HAProxy in front of them."""
+    factory = _Factory(start_haproxy)
     yield factory
     factory.close()

@@ -90,6 +90,7 @@ class ServerProcess:
         scheme: str = "http",
         ready_headers: dict[str, str] | None = None,
         ready_context: ssl.SSLContext | None = None,
+        popen_options: dict | None = None,
     ):
         self.argv = list(argv)
         self.port = port
@@ -108,6 +109,8 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.returncode: int | None = None
         self._log = None
+        # Extra subprocess.Popen arguments (e.g. user=, group= to drop root).
+        self.popen_options = popen_options or {}
 
     # -- life cycle -------------------------------------------------------
     def start(self) -> "ServerProcess":
@@ -119,6 +122,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env=self.env,
             cwd=self.cwd,
+            **self.popen_options,
         )
         try:
             self._wait_ready()
@@ -129,7 +133,6 @@ class ServerProcess:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
-        last_error = "no attempt"
         while True:
             rc = self.proc.poll()
             if rc is not None:
@@ -137,16 +140,9 @@ class ServerProcess:
                     f"{self.name} exited with code {rc} before becoming ready\n"
                     f"command: {self.argv!r}\noutput:\n{self.output()}"
                 )
-            try:
-                request = urllib.request.Request(self.url + self.ready_path, headers=self.ready_headers)
-                with urllib.request.urlopen(request, timeout=1, context=self.ready_context) as r:
-                    if r.status == 200:
-                        return
-                    last_error = f"status {r.status}"
-            except urllib.error.HTTPError as e:
-                last_error = f"status {e.code}"
-            except (OSError, urllib.error.URLError) as e:
-                last_error = repr(e)
+            last_error = self.probe()
+            if last_error is None:
+                return
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"{self.name} not ready at {self.url}{self.ready_path} after "
@@ -154,6 +150,21 @@ class ServerProcess:
                     f"command: {self.argv!r}\noutput:\n{self.output()}"
                 )
             time.sleep(0.05)
+
+    def probe(self) -> str | None:
+        """One readiness check: None when ready, else what was seen.
+
+        ``GET <url><ready_path>`` must answer 200; servers that are not
+        HTTP (PostgreSQL) override this.
+        """
+        try:
+            request = urllib.request.Request(self.url + self.ready_path, headers=self.ready_headers)
+            with urllib.request.urlopen(request, timeout=1, context=self.ready_context) as r:
+                return None if r.status == 200 else f"status {r.status}"
+        except urllib.error.HTTPError as e:
+            return f"status {e.code}"
+        except (OSError, urllib.error.URLError) as e:
+            return repr(e)
 
     @property
     def pid(self) -> int | None:
@@ -220,17 +231,21 @@ class ServerProcess:
         return f"<{self.name} pid={self.pid} url={self.url}>"
 
 
-def _start(make_argv, *, name, args, env=None, ready_timeout=DEFAULT_READY_TIMEOUT,
-           ready_path=None, attempts=3, **ready) -> ServerProcess:
-    """Start a server on a fresh free port, retrying if the port got taken."""
+def start_on_free_port(make_argv, *, name, args, env=None, ready_timeout=DEFAULT_READY_TIMEOUT,
+           ready_path=None, attempts=3, server_class=ServerProcess, **ready) -> ServerProcess:
+    """Start a server on a fresh free port, retrying if the port got taken.
+
+    ``make_argv(port)`` gives the command line; ``server_class`` is
+    ServerProcess or a subclass with its own readiness probe.
+    """
     if ready_path is None:
         ready_path = route_prefix_from_args(args) + "/-/ready"
     last = None
     for _ in range(attempts):
         port = free_port()
-        server = ServerProcess(make_argv(port), port, name=name, env=env,
-                               ready_path=ready_path, ready_timeout=ready_timeout,
-                               cwd=REPO_ROOT, **ready)
+        server = server_class(make_argv(port), port, name=name, env=env,
+                              ready_path=ready_path, ready_timeout=ready_timeout,
+                              cwd=REPO_ROOT, **ready)
         server.prefix = route_prefix_from_args(args)
         try:
             return server.start()
@@ -255,7 +270,7 @@ def start_pushgw(*args: str, env: dict[str, str] | None = None,
     and ``ready_context`` (an SSLContext) for a server with a web config file.
     """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return _start(
+    return start_on_free_port(
         lambda port: [sys.executable, "-m", "pushgw",
                       f"--web.listen-address=127.0.0.1:{port}", *args],
         name="pushgw", args=args, env=full_env, ready_timeout=ready_timeout,
@@ -285,7 +300,7 @@ def start_official(*args: str, ready_timeout: float = DEFAULT_READY_TIMEOUT,
     binary = require_peer("prometheus-pushgateway",
                           official_binary() or OFFICIAL_DEFAULT_PATH,
                           apt_package=OFFICIAL_APT_PACKAGE)
-    return _start(
+    return start_on_free_port(
         lambda port: [binary, f"--web.listen-address=127.0.0.1:{port}",
                       "--persistence.file=", *args],
         name="official-pushgateway", args=args, ready_timeout=ready_timeout,
@@ -402,7 +417,7 @@ def start_prometheus(config_text: str, tmp_path: str | os.PathLike, *flags: str,
     workdir = Path(tempfile.mkdtemp(prefix="prometheus-", dir=tmp_path))
     config = workdir / "prometheus.yml"
     config.write_text(config_text)
-    return _start(
+    return start_on_free_port(
         lambda port: [binary, f"--config.file={config}",
                       f"--storage.tsdb.path={workdir / 'data'}",
                       f"--web.listen-address=127.0.0.1:{port}", *flags],

@@ -13,18 +13,23 @@ machines, so everything is validated offline:
   rules`` (Debian package ``prometheus``) for deploy/prometheus/;
 * ``docker-compose config`` (Debian package ``docker-compose``) for
   docker-compose.yml, plus cross-checks of its mounts against deploy/;
+* the cluster (deploy/cluster/): ``docker-compose config`` of its compose
+  file and ``haproxy -c`` (Debian package ``haproxy``) of its haproxy.cfg;
+  the Kubernetes cluster manifests (deploy/kubernetes/cluster/) are parsed;
 * the Grafana provisioning and dashboard (every PromQL expression is
   syntax-checked by promtool), the Kubernetes manifests (probes, ports,
   volume, security context) and the systemd unit (``systemd-analyze verify``
   where available, parsed in any case).
 
-Missing peers (promtool, docker-compose) skip loudly with "PEER MISSING" and
+Missing peers (promtool, docker-compose, haproxy) skip loudly with "PEER MISSING" and
 fail under CI=true; scripts/install-peers installs them.
 """
 
 from __future__ import annotations
 
+import csv
 import fnmatch
+import io
 import json
 import os
 import re
@@ -40,7 +45,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from servers import REPO_ROOT, ServerProcess, free_port, http_request, require_peer
+from haproxy import start_haproxy
+from servers import REPO_ROOT, ServerProcess, free_port, http_request, require_peer, start_pushgw
 
 from pushgw.config import ConfigError, load_settings, split_listen_address
 
@@ -51,6 +57,8 @@ DEPLOY = REPO_ROOT / "deploy"
 PROMETHEUS_DIR = DEPLOY / "prometheus"
 GRAFANA_DIR = DEPLOY / "grafana"
 K8S_DIR = DEPLOY / "kubernetes"
+CLUSTER_DIR = DEPLOY / "cluster"
+K8S_CLUSTER_DIR = K8S_DIR / "cluster"
 SYSTEMD_UNIT = DEPLOY / "systemd" / "pushgw.service"
 INSTALL_SCRIPT = "deploy/docker/install.sh"
 
@@ -66,6 +74,10 @@ def promtool() -> str:
 def docker_compose() -> str:
     return require_peer("docker-compose",
                         shutil.which("docker-compose") or "/usr/bin/docker-compose")
+
+
+def haproxy() -> str:
+    return require_peer("haproxy", shutil.which("haproxy") or "/usr/sbin/haproxy")
 
 
 def run(argv, *, timeout=60, **kwargs) -> subprocess.CompletedProcess:
@@ -536,6 +548,14 @@ def test_image_install_serves_push_scrape_and_healthcheck(image):
     assert down.returncode != 0, "HEALTHCHECK must fail when the gateway is down"
 
 
+def test_image_has_the_postgresql_driver(image):
+    """--persistence.url needs asyncpg in the image (a pyproject dependency)."""
+    proc = run([image.which("python"), "-c", "import asyncpg, sys; sys.stdout.write(asyncpg.__file__)"],
+               env=image.env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(str(image.root)), f"asyncpg not from the image: {proc.stdout}"
+
+
 def image_files(image: Image, data_dir: Path) -> set[str]:
     """Every file in the image's file system outside the data volume."""
     out = set()
@@ -763,6 +783,138 @@ def test_docker_compose_config_validates():
                 assert Path(source).exists(), f"{service}: bind mount {source} does not exist"
 
 
+# --- the cluster: compose + HAProxy --------------------------------------------------------
+
+def cluster_flags(flags: list[str]):
+    """pushgw's settings for a replica's flags and its database URL.
+
+    Until pushgw knows --persistence.url (the PostgreSQL engine), the URL is
+    taken out before the other flags are checked; from then on it is checked
+    with them."""
+    urls = [f.partition("=")[2] for f in flags if f.startswith("--persistence.url=")]
+    assert len(urls) == 1, f"one --persistence.url in {flags!r}"
+    if not hasattr(load_settings([]), "persistence_url"):
+        flags = [f for f in flags if not f.startswith("--persistence.url=")]
+    settings = settings_for(flags)
+    assert not settings.persistence_file, "a replica keeps its state in PostgreSQL only"
+    url = urllib.parse.urlsplit(urls[0])
+    assert url.scheme in ("postgresql", "postgres") and url.password is None, \
+        f"{urls[0]}: no password on a command line (PGPASSWORD / PGPASSFILE)"
+    return settings, url
+
+
+def haproxy_servers(cfg: Path, backend: str) -> dict[str, str]:
+    """The ``server NAME ADDRESS`` lines of one backend section."""
+    servers, section = {}, None
+    for line in cfg.read_text(encoding="utf-8").splitlines():
+        words = line.split("#")[0].split()
+        if not words:
+            continue
+        if not line[0].isspace():
+            section = words[:2]
+        elif section == ["backend", backend] and words[0] == "server":
+            servers[words[1]] = words[2]
+    return servers
+
+
+def test_cluster_haproxy_config_is_valid_and_checks_readiness():
+    cfg = CLUSTER_DIR / "haproxy.cfg"
+    proc = run([haproxy(), "-c", "-f", str(cfg)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = cfg.read_text(encoding="utf-8")
+    for needed in ("mode http", "option httpchk GET /-/ready", "http-check expect status 200",
+                   "option redispatch", "balance roundrobin"):
+        assert needed in text, f"haproxy.cfg lacks {needed!r}"
+    assert re.search(r"^\s*retries [1-9]", text, re.M)
+    assert re.search(rf"^\s*bind :{DEFAULT_PORT}$", text, re.M)
+
+
+def loopback_haproxy_config(replicas: dict[str, int]):
+    """deploy/cluster/haproxy.cfg made to run here: the frontend on
+    127.0.0.1:PORT, the stats page on a unix socket, each replica-N at
+    127.0.0.1:replicas[N], plus an admin socket for the test."""
+    text = (CLUSTER_DIR / "haproxy.cfg").read_text(encoding="utf-8")
+
+    def make_config(port: int, admin_socket: Path) -> str:
+        out = text.replace("\nglobal\n", f"\nglobal\n    stats socket {admin_socket} mode 600 level admin\n", 1)
+        out = re.sub(rf"^(\s*bind) :{DEFAULT_PORT}$", rf"\1 127.0.0.1:{port}", out, flags=re.M)
+        out = re.sub(r"^(\s*bind) :8404$", rf"\1 unix@{admin_socket}.stats", out, flags=re.M)
+        for name, replica_port in replicas.items():
+            out, count = re.subn(rf"^(\s*server {name}) \S+", rf"\1 127.0.0.1:{replica_port}", out, flags=re.M)
+            assert count == 1, f"no server {name} in haproxy.cfg"
+        assert not re.search(r"^\s*bind :", out, re.M), "a bind left on every address"
+        return out
+
+    return make_config
+
+
+def test_cluster_haproxy_config_routes_around_a_killed_replica():
+    """The deploy haproxy.cfg itself, on loopback in front of three real pushgw:
+    every request is answered 200 while one replica is killed (redispatch),
+    and the killed one is marked DOWN by the /-/ready check."""
+    replicas = {name: start_pushgw() for name in haproxy_servers(CLUSTER_DIR / "haproxy.cfg", "replicas")}
+    lb = None
+    try:
+        lb = start_haproxy([(gw.host, gw.port) for gw in replicas.values()], backend="replicas",
+                           make_config=loopback_haproxy_config({n: gw.port for n, gw in replicas.items()}))
+        lb.wait_states({name: "UP" for name in replicas})
+        for _ in range(3 * len(replicas)):
+            status, _, body = http_request("GET", lb.url + "/-/ready")
+            assert status == 200, body
+        sessions = {row["svname"]: int(row["stot"]) for row in csv.DictReader(
+            io.StringIO(lb.admin("show stat").lstrip("# "))) if row["svname"] in replicas}
+        assert sessions == {name: 3 for name in replicas}, "round robin over every replica"
+        victim = sorted(replicas)[1]
+        replicas[victim].proc.kill()  # kill -9, by its own pid
+        replicas[victim].wait(timeout=5)
+        for _ in range(2 * len(replicas)):
+            status, _, body = http_request("GET", lb.url + "/-/ready", timeout=15)
+            assert status == 200, f"a request was lost with {victim} killed: {status} {body!r}"
+        lb.wait_states({victim: "DOWN"}, timeout=10)
+    finally:
+        if lb is not None:
+            lb.close()
+        for gw in replicas.values():
+            gw.close()
+
+
+def test_cluster_compose_config_validates():
+    compose_file = CLUSTER_DIR / "docker-compose.yml"
+    proc = run([docker_compose(), "-f", str(compose_file), "config"], cwd=REPO_ROOT,
+               env=dict(os.environ, COMPOSE_PROJECT_NAME="pushgw-cluster-test"))
+    assert proc.returncode == 0, proc.stderr
+    services = yaml.safe_load(proc.stdout)["services"]
+    replicas = {name: svc for name, svc in services.items() if name.startswith("replica-")}
+    assert len(replicas) == 3
+    database = services["postgres"]
+    assert database["image"].startswith("postgres:")
+    db_password = database["environment"]["POSTGRES_PASSWORD"]
+    for name, svc in replicas.items():
+        assert svc["build"]["context"] == str(REPO_ROOT), name
+        assert svc["entrypoint"] == ["pushgw"], f"{name}: not the image's SQLite config file"
+        assert "ports" not in svc, f"{name}: reached through the load balancer only"
+        _, url = cluster_flags(svc["command"])
+        assert (url.hostname, url.port) == ("postgres", 5432), name
+        assert url.username == database["environment"]["POSTGRES_USER"], name
+        assert url.path == "/" + database["environment"]["POSTGRES_DB"], name
+        assert svc["environment"]["PGPASSWORD"] == db_password, name
+        assert svc["depends_on"]["postgres"]["condition"] == "service_healthy", name
+    # The load balancer is "pushgw", the name deploy/prometheus scrapes.
+    balancer = services["pushgw"]
+    assert balancer["image"].startswith("haproxy:")
+    assert any(str(p["target"]) == str(DEFAULT_PORT) for p in balancer["ports"])
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in balancer["volumes"]}
+    cfg = Path(mounts["/usr/local/etc/haproxy/haproxy.cfg"])
+    assert cfg == CLUSTER_DIR / "haproxy.cfg"
+    assert haproxy_servers(cfg, "replicas") == {name: f"{name}:{DEFAULT_PORT}" for name in replicas}
+    prometheus_config = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
+    gateway = next(j for j in prometheus_config["scrape_configs"] if j["job_name"] == "pushgateway")
+    assert gateway["honor_labels"] is True
+    assert [t for sc in gateway["static_configs"] for t in sc["targets"]] == [f"pushgw:{DEFAULT_PORT}"]
+    prom_mounts = {v.split(":")[1]: v.split(":")[0] for v in services["prometheus"]["volumes"]}
+    assert prom_mounts["/etc/prometheus"] == str(PROMETHEUS_DIR)
+
+
 # --- Kubernetes ------------------------------------------------------------------------------
 
 def k8s_documents() -> list[dict]:
@@ -821,6 +973,53 @@ def test_kubernetes_manifests():
     assert security["allowPrivilegeEscalation"] is False
     assert security["readOnlyRootFilesystem"] is True
     assert security["capabilities"]["drop"] == ["ALL"]
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind])
+
+
+def test_kubernetes_cluster_manifests():
+    kustomization = load_yaml(K8S_CLUSTER_DIR / "kustomization.yaml")
+    docs = []
+    for resource in kustomization["resources"]:
+        with open(K8S_CLUSTER_DIR / resource, encoding="utf-8") as f:
+            docs += [d for d in yaml.safe_load_all(f) if d]
+    kinds = {d["kind"]: d for d in docs}
+    assert set(kinds) == {"Deployment", "Service", "PodDisruptionBudget"}
+    deployment, service, budget = kinds["Deployment"], kinds["Service"], kinds["PodDisruptionBudget"]
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = deployment["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    for selector in (deployment["spec"]["selector"]["matchLabels"], service["spec"]["selector"],
+                     budget["spec"]["selector"]["matchLabels"]):
+        assert selector.items() <= labels.items()
+    assert budget["spec"].get("maxUnavailable") == 1 or budget["spec"].get("minAvailable") == 2
+    (container,) = pod["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert list(ports.values()) == [DEFAULT_PORT]
+    for port in service["spec"]["ports"]:
+        assert ports.get(port["targetPort"], port["targetPort"]) == DEFAULT_PORT
+    for probe, path in {"livenessProbe": "/-/healthy", "readinessProbe": "/-/ready"}.items():
+        get = container[probe]["httpGet"]
+        assert get["path"] == path and ports.get(get["port"], get["port"]) == DEFAULT_PORT, probe
+    # The database URL and password come from a Secret; $(VAR) in args is
+    # expanded by Kubernetes from the container's env.
+    assert container["command"] == ["pushgw"], "not the image's SQLite config file"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["key"]
+    args = []
+    for arg in container["args"]:
+        for name in re.findall(r"\$\((\w+)\)", arg):
+            assert env[name]["valueFrom"]["secretKeyRef"], f"$({name}) must come from a Secret"
+            arg = arg.replace(f"$({name})", "postgresql://pushgw@db.example:5432/pushgw?sslmode=require")
+        args.append(arg)
+    cluster_flags(args)
+    assert "volumeClaimTemplates" not in deployment["spec"], "the state lives in PostgreSQL"
+    security = pod["spec"]["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert str(security["runAsUser"]) == parse_dockerfile()[-1].of("USER")[-1].args.split(":")[0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(container["resources"][kind])
 
