@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     setup_logging(settings.log_level, settings.log_format)
     from pushgw.server import serve  # after logging, so start-up messages are formatted
-    from pushgw.storage.sqlite import DatabaseError
+    from pushgw.storage.engine import DatabaseError
 
     try:
         return serve(settings)

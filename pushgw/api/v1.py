@@ -53,8 +53,7 @@ async def status(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     gateway = request.app.state.gateway
-    await gateway.wait_ready()
-    gateway.expire()
+    await gateway.fresh()
     gateway.count_request("api/v1/metrics", request.method, 200)
     store = gateway.store
     return _respond([group_json(store, g) for g in store.groups.values()])
@@ -74,9 +73,8 @@ async def wipe(request: Request) -> Response:
     gateway = request.app.state.gateway
     if request.method != "PUT":
         return method_not_allowed("PUT")
-    await gateway.wait_ready()
     try:
-        await gateway.commit(gateway.store.wipe())
+        await gateway.wipe()
     except PersistenceError as err:
         gateway.count_request("wipe", request.method, 503)
         return text_error(f"could not persist the wipe, nothing was deleted: {err}", 503)

@@ -32,8 +32,7 @@ GROUP_KEYS = {"labels", "last_push_successful", "ttl_seconds", "expires_at"}
 async def page(request: Request) -> Response:
     """The status page (the official serves the same page at ``/`` and ``/status``)."""
     gateway = request.app.state.gateway
-    await gateway.wait_ready()
-    gateway.expire()
+    await gateway.fresh()
     gateway.count_request("status", request.method, 200)
     nonce = secrets.token_urlsafe(16)
     body = render_page(gateway, nonce, time.time())
