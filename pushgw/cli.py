@@ -36,7 +36,7 @@ def serve_main(args: list[str]) -> int:
         return 1
     setup_logging(settings.log_level, settings.log_format)
     from pushgw.server import serve  # after logging, so start-up messages are formatted
-    from pushgw.storage.sqlite import DatabaseError
+    from pushgw.storage.engine import DatabaseError
 
     try:
         return serve(settings)

@@ -75,6 +75,10 @@ FLAGS: tuple[Flag, ...] = (
          "Enable admin endpoints (PUT /api/v1/admin/wipe)."),
     Flag("persistence.file", "persistence_file", "string", "",
          "File the metrics are saved to; empty keeps them in memory only."),
+    Flag("persistence.url", "persistence_url", "string", "",
+         "PostgreSQL URL (postgresql://USER@HOST:PORT/DB?sslmode=...) of a database shared by "
+         "every replica of one gateway, instead of --persistence.file. Credentials may come "
+         "from PGPASSWORD or PGPASSFILE."),
     Flag("persistence.interval", "persistence_interval", "duration", "5m",
          "Accepted for compatibility; pushgw commits every change before answering."),
     Flag("push.max-body-size", "max_body_size", "bytes", "64MiB",
@@ -130,6 +134,7 @@ class Settings:
     enable_lifecycle: bool = False
     enable_admin_api: bool = False
     persistence_file: str = ""
+    persistence_url: str = ""  # PostgreSQL, shared by the replicas of one gateway
     persistence_interval: float = 300.0  # seconds; accepted, unused: every change is committed
     metric_timetolive: float = 0.0  # seconds; 0 means groups never expire
     max_body_size: int = 64 * 1024 * 1024  # bytes
@@ -437,6 +442,20 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"--web.listen-address: {e}") from None
 
 
+def _one_persistence(given: dict[str, Any], from_file: dict[str, Any]) -> None:
+    """SQLite file or PostgreSQL URL, not both; a command-line value wins over
+    the file's other one, so an image's default file gives way to a URL flag."""
+    both = ("persistence.file", "persistence.url")
+    if all(given.get(name) for name in both) or all(from_file.get(name) for name in both):
+        raise ConfigError("--persistence.file and --persistence.url exclude each other; give one")
+    for name, other in (both, both[::-1]):
+        if given.get(name):
+            from_file.pop(other, None)
+    url = given.get("persistence.url") or from_file.get("persistence.url")
+    if url and urllib.parse.urlsplit(url).scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"--persistence.url: {url!r} is not a postgresql:// URL")
+
+
 def version_text() -> str:
     """What --version prints."""
     return (f"pushgw, version {pushgw.__version__} "
@@ -481,6 +500,7 @@ def load_settings(argv: list[str]) -> Settings:
         raise SystemExit(0)
     given = _from_command_line(elements)
     from_file = _from_file(given["config.file"]) if given.get("config.file") else {}
+    _one_persistence(given, from_file)
     values = {}
     for flag in FLAGS:
         if flag.name in given:

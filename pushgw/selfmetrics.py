@@ -16,6 +16,7 @@ from prometheus_client import (
     Counter,
     GCCollector,
     Gauge,
+    Histogram,
     PlatformCollector,
     ProcessCollector,
 )
@@ -41,7 +42,7 @@ _TYPES = {
 class GatewayMetrics:
     """Request instrumentation, build info, process and store-size metrics."""
 
-    def __init__(self, store_size: Callable[[], tuple[int, int, int, int]]) -> None:
+    def __init__(self, store_size: Callable[[], tuple[int, int, int, int]], clustered: bool = False) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -79,6 +80,7 @@ class GatewayMetrics:
             registry=self.registry,
         )
         self.registry.register(_StoreSizeCollector(store_size))
+        self._cluster = _ClusterCollector(self.registry) if clustered else None
         self._reserved = {
             f.name: ReservedFamily(f.type, f.help, strict_help=not f.metrics)
             for f in self.families()
@@ -87,6 +89,16 @@ class GatewayMetrics:
     def reserved(self) -> dict[str, ReservedFamily]:
         """Own family names pushes must respect (taken at start-up, as the official does)."""
         return self._reserved
+
+    def watch_engine(self, engine: object) -> None:
+        """Report a shared database's round trips, log position and reconnects."""
+        if self._cluster is not None and hasattr(engine, "position"):
+            self._cluster.engine = engine
+            engine.observe_roundtrip = self._cluster.roundtrip.observe  # type: ignore[attr-defined]
+
+    def watch_follower(self, follower: object) -> None:
+        if self._cluster is not None:
+            follower.observe_lag = self._cluster.lag.observe  # type: ignore[attr-defined]
 
     def families(self) -> list[MetricFamily]:
         return [convert_family(f) for f in self.registry.collect()]
@@ -118,6 +130,40 @@ class _StoreSizeCollector:
             "pushgateway_groups_expired",
             "Groups removed because their time to live ran out.",
             value=expired,
+        )
+
+
+class _ClusterCollector:
+    """Replication metrics of a replica sharing PostgreSQL (--persistence.url)."""
+
+    BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.engine: object | None = None
+        self.lag = Histogram(
+            "pushgateway_replication_lag_seconds",
+            "Time from another replica's commit until this replica applied it, "
+            "when it follows notifications or polls (reads catch up on their own).",
+            buckets=self.BUCKETS, registry=registry,
+        )
+        self.roundtrip = Histogram(
+            "pushgateway_database_roundtrip_seconds",
+            "Duration of the smallest query to PostgreSQL (the log position, asked before reads).",
+            buckets=self.BUCKETS, registry=registry,
+        )
+        registry.register(self)
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        engine = self.engine
+        yield GaugeMetricFamily(
+            "pushgateway_replication_position",
+            "Position in the cluster's change log that this replica's state holds.",
+            value=getattr(engine, "position", 0),
+        )
+        yield CounterMetricFamily(
+            "pushgateway_database_reconnects",
+            "Connections to PostgreSQL opened again after one was lost.",
+            value=getattr(engine, "reconnects", 0),
         )
 
 

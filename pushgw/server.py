@@ -13,6 +13,7 @@ from pushgw import __version__
 from pushgw.app import build_app
 from pushgw.config import Settings, split_listen_address
 from pushgw.gateway import Gateway
+from pushgw.storage.engine import DatabaseError
 from pushgw.storage.sqlite import check_file
 
 if TYPE_CHECKING:
@@ -102,4 +103,6 @@ def serve(settings: Settings) -> int:
         signal.signal(sig, _log_signal)
     server.run(sockets=sockets)
     log.info("HTTP server stopped")
+    if gateway.fatal is not None:  # the database was refused once start-up had begun
+        raise DatabaseError(gateway.fatal)
     return 0

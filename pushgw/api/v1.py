@@ -81,8 +81,7 @@ async def metrics(request: Request) -> Response:
         except SelectorError as err:
             gateway.count_request("api/v1/metrics", request.method, 400)
             return _error("bad_data", str(err), 400)
-    await gateway.wait_ready()
-    gateway.expire()
+    await gateway.fresh()
     gateway.count_request("api/v1/metrics", request.method, 200)
     store = gateway.store
     groups = store.groups.values()
@@ -105,9 +104,8 @@ async def wipe(request: Request) -> Response:
     gateway = request.app.state.gateway
     if request.method != "PUT":
         return method_not_allowed("PUT")
-    await gateway.wait_ready()
     try:
-        await gateway.commit(gateway.store.wipe())
+        await gateway.wipe()
     except PersistenceError as err:
         gateway.count_request("wipe", request.method, 503)
         return text_error(f"could not persist the wipe, nothing was deleted: {err}", 503)
@@ -125,7 +123,6 @@ async def delete_groups(request: Request) -> Response:
     except SelectorError as err:
         gateway.count_request("delete_groups", request.method, 400)
         return _error("bad_data", f"nothing was deleted: {err}", 400)
-    await gateway.wait_ready()
     try:
         deleted = await gateway.delete_matching(match)
     except PersistenceError as err:

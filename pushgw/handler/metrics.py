@@ -19,8 +19,7 @@ _compressors = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gzip")
 
 async def scrape(request: Request) -> Response:
     gateway = request.app.state.gateway
-    await gateway.wait_ready()
-    gateway.expire()
+    await gateway.fresh()
     fmt, escaping = negotiate_scrape(request.headers.get("accept", ""))
     pieces = gateway.exposition.pieces(fmt, gateway.metrics.families(), escaping)
     headers = {}

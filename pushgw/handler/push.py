@@ -66,10 +66,9 @@ async def _handle(request: Request, gateway) -> Response:
         return _refuse(gateway, request, path, "bad_grouping_key", str(err), 400)
     group = format_group(grouping)
 
-    await gateway.wait_ready()
     if request.method == "DELETE":
         try:
-            await gateway.commit(gateway.store.delete(grouping))
+            await gateway.delete(grouping)
         except PersistenceError as err:
             return _not_persisted(gateway, request, group, err)
         return empty(202)
@@ -88,24 +87,16 @@ async def _handle(request: Request, gateway) -> Response:
             gateway.store.limits,
             settings.max_decompressed_size,
         )
-        change = gateway.store.apply(grouping, prepared, request.method == "PUT", ttl)
-        group_now = gateway.store.groups[change.key]  # read now: later requests may change it
-        quarantined = group_now.problem if prepared.families.keys() & group_now.quarantined.keys() else None
+        quarantined = await gateway.push(grouping, prepared, request.method == "PUT", ttl)
     except (BodyError, LimitExceeded) as err:
         close = {"Connection": "close"} if isinstance(err, BodyError) and err.unread_body else None
         return _refuse(gateway, request, group, err.reason, str(err), err.status, close)
     except ClientDisconnect:  # nothing was stored; there is no one left to answer
         return _refuse(gateway, request, group, "client_disconnected", "client disconnected", 400)
     except PushRejected as err:
-        try:
-            await gateway.commit(err.change)  # the failure time is state too
-        except PersistenceError:
-            pass  # the push is refused either way; the writer has logged the disk problem
         unchecked = not gateway.store.check_consistency
         message = f"pushed metrics are invalid or inconsistent with existing metrics: {err}"
         return _refuse(gateway, request, group, "inconsistent", message, 202 if unchecked else 400)
-    try:
-        await gateway.commit(change)
     except PersistenceError as err:
         return _not_persisted(gateway, request, group, err)
     if not gateway.store.check_consistency:

@@ -107,9 +107,8 @@ def _number(params, name: str, default: int, low: int, high: int) -> int:
 async def page(request: Request) -> Response:
     """The status page (the official serves the same page at ``/`` and ``/status``)."""
     gateway = request.app.state.gateway
-    await gateway.wait_ready()
+    await gateway.fresh()
     started = time.perf_counter()
-    gateway.expire()
     try:
         view, error = read_view(request.query_params), ""
     except QueryError as err:

@@ -1,8 +1,7 @@
-"""The SQLite database that makes the store durable.
+"""The SQLite database that makes the store durable on one node (the default).
 
-One row per group (grouping labels, push and failure times, TTL) and one per
-stored family, the time gauges included (its pre-rendered lines, as the
-store keeps them).
+It holds the rows of pushgw/storage/rows.py: one per group and one per
+stored family.
 
 A file is used only if it is a pushgw database of a schema this version knows:
 anything else (an official Pushgateway snapshot, a corrupt or newer database)
@@ -13,10 +12,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 
 import aiosqlite
+
+from pushgw.storage.engine import DatabaseError
+from pushgw.storage.rows import FamilyRow, GroupRow, GroupWrite
 
 APPLICATION_ID = 0x70757367  # "pusg": marks a pushgw database
 SCHEMA_VERSION = 1
@@ -46,47 +48,6 @@ MIGRATIONS: dict[int, str] = {
         ) WITHOUT ROWID;
     """,
 }
-
-
-class DatabaseError(Exception):
-    """The persistence file cannot be used; the message says why."""
-
-
-@dataclass(slots=True)
-class FamilyRow:
-    name: str
-    type: str
-    help: str
-    pushed_at: float
-    lines: bytes
-    added_inf: tuple[int, ...] = ()
-    quarantined: bool = False
-    proto: bytes | None = None
-
-
-@dataclass(slots=True)
-class GroupRow:
-    grouping: str
-    push_time: float
-    failure_time: float
-    ttl: float
-    problem: str | None
-    families: list[FamilyRow]
-
-
-@dataclass(slots=True)
-class GroupWrite:
-    """What a batch writes for one group: its row and some (or all) of its families.
-
-    ``families`` maps a name to its row, or to None where the family is gone;
-    ``replace_all`` drops every family of the group not in ``families``.
-    ``row`` is None when the group itself is gone.
-    """
-
-    grouping: str
-    row: tuple[float, float, float, str | None] | None  # push_time, failure_time, ttl, problem
-    families: dict[str, FamilyRow | None]
-    replace_all: bool
 
 
 def check_file(path: str) -> None:
@@ -188,11 +149,48 @@ class Database:
         return list(groups.values())
 
     async def write(self, writes: Iterable[GroupWrite]) -> None:
-        """Apply one batch in one transaction: all of it is durable, or none.
+        """Apply one batch in one transaction: all of it is durable, or none."""
+        async with self.transaction() as tx:
+            await tx.write(writes)
 
-        A batch holds at most one write per group, so the statement kinds can
-        run one after the other, each as a single executemany.
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteTransaction]:
+        """A write transaction, committed when the block ends without an error.
+
+        One node holds the whole gateway: no other writer can have changed
+        the database since it was loaded, so there is nothing to catch up on.
         """
+        self.check_identity()
+        conn = self._conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield SqliteTransaction(conn)
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+
+    async def probe(self) -> None:
+        """A tiny write transaction (rewrites the header page): does the disk take writes?"""
+        async with self.transaction():
+            await self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+
+class SqliteTransaction:
+    """Writes inside :meth:`Database.transaction`."""
+
+    remote = None  # what other writers committed meanwhile: never anything here
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def write(self, writes: Iterable[GroupWrite]) -> None:
+        """A batch holds at most one write per group, so the statement kinds can
+        run one after the other, each as a single executemany."""
         whole_deletes, group_rows, family_deletes, family_rows = [], [], [], []
         for w in writes:
             if w.row is None or w.replace_all:
@@ -209,46 +207,20 @@ class Database:
                         w.grouping, name, fam.type, fam.help, fam.pushed_at, fam.lines,
                         added_inf, int(fam.quarantined), fam.proto,
                     ))
-        self.check_identity()
         conn = self._conn
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            await conn.executemany("DELETE FROM families WHERE grouping = ?", whole_deletes)
-            await conn.executemany("DELETE FROM groups WHERE grouping = ?", whole_deletes)
-            await conn.executemany(
-                "INSERT OR REPLACE INTO groups (grouping, push_time, failure_time, ttl, problem) "
-                "VALUES (?, ?, ?, ?, ?)",
-                group_rows,
-            )
-            await conn.executemany(
-                "DELETE FROM families WHERE grouping = ? AND name = ?", family_deletes
-            )
-            await conn.executemany(
-                "INSERT OR REPLACE INTO families (grouping, name, type, help, pushed_at, "
-                "lines, added_inf, quarantined, proto) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                family_rows,
-            )
-            await conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-            raise
-
-    async def probe(self) -> None:
-        """A tiny write transaction (rewrites the header page): does the disk take writes?"""
-        self.check_identity()
-        conn = self._conn
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            await conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            await conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-            raise
-
-    async def close(self) -> None:
-        await self._conn.close()
+        await conn.executemany("DELETE FROM families WHERE grouping = ?", whole_deletes)
+        await conn.executemany("DELETE FROM groups WHERE grouping = ?", whole_deletes)
+        await conn.executemany(
+            "INSERT OR REPLACE INTO groups (grouping, push_time, failure_time, ttl, problem) "
+            "VALUES (?, ?, ?, ?, ?)",
+            group_rows,
+        )
+        await conn.executemany("DELETE FROM families WHERE grouping = ? AND name = ?", family_deletes)
+        await conn.executemany(
+            "INSERT OR REPLACE INTO families (grouping, name, type, help, pushed_at, "
+            "lines, added_inf, quarantined, proto) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            family_rows,
+        )
 
 
 def _identity(path: str) -> tuple[int, int] | None:

@@ -1,12 +1,16 @@
-"""Group commit: store changes become durable in shared SQLite transactions.
+"""Group commit: every change to the store is made in a database transaction.
 
-A change is applied to the in-memory store first (so the next push is checked
-against it), then queued here; its HTTP answer waits until the transaction
-holding it has committed. While one transaction is being written, new changes
-queue up and go together in the next one, so concurrent pushes share an fsync.
-If a transaction fails, every change not yet durable is undone in memory,
-newest first, and its request gets an error: memory never holds what the
-database could not take.
+A change (a push, a delete, a wipe) is an operation on the store, queued
+here; its HTTP answer waits until the transaction holding it has committed.
+While one transaction is being written, new operations queue up and go
+together in the next one, so concurrent requests share a commit.
+
+A transaction first takes in what other replicas committed (with
+PostgreSQL; one SQLite node has no others), then applies the queued
+operations to the store in order, each checked against everything before
+it, then writes the groups they changed. If it fails, every change of the
+batch is undone in memory, newest first, and each request gets an error:
+memory never holds what the database could not take.
 """
 
 from __future__ import annotations
@@ -14,11 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-
-import orjson
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from pushgw.grouping import GroupKey
-from pushgw.storage.sqlite import Database, DatabaseGone, FamilyRow, GroupWrite
+from pushgw.storage.engine import Engine
+from pushgw.storage.replication import apply_remote
+from pushgw.storage.rows import group_write, merge
+from pushgw.storage.sqlite import Database, DatabaseGone
 from pushgw.storage.store import Change, MetricStore
 
 log = logging.getLogger("pushgw.persistence")
@@ -28,37 +36,68 @@ class PersistenceError(Exception):
     """A change could not be made durable; it was undone."""
 
 
+@dataclass(slots=True)
+class Applied:
+    """What an operation did to the store.
+
+    ``value`` goes to the caller once ``changes`` are durable; ``error``, if
+    set, is raised instead (a refused push whose failure time is a change).
+    """
+
+    value: Any
+    changes: list[Change]
+    error: Exception | None = None
+
+
+Operation = Callable[[MetricStore], Applied]
+
+
+def run_now(store: MetricStore, operation: Operation) -> Any:
+    """Apply an operation without a database (memory only)."""
+    applied = operation(store)
+    if applied.error is not None:
+        raise applied.error
+    return applied.value
+
+
 class Writer:
-    def __init__(self, db: Database, store: MetricStore) -> None:
-        self.db = db
+    def __init__(self, engine: Engine, store: MetricStore) -> None:
+        self.engine = engine
         self.store = store
         self.failure: str | None = None  # why the last transaction failed, until one succeeds
-        self._queue: list[tuple[Change, asyncio.Future[None] | None]] = []
+        # Held while the store takes in anything from the database: a batch
+        # from its start to its commit, or another replica's changes.
+        self.lock = asyncio.Lock()
+        self._queue: list[tuple[Operation, asyncio.Future[Any]]] = []
+        self._expired: set[GroupKey] = set()
         self._wake = asyncio.Event()
         self._writing = False
 
-    async def commit(self, changes: list[Change], wait: bool = True) -> None:
-        """Queue changes (already applied to the store); wait until durable unless ``wait`` is False."""
-        if not changes:
-            return
-        future = asyncio.get_running_loop().create_future() if wait else None
-        for change in changes[:-1]:
-            self._queue.append((change, None))
-        self._queue.append((changes[-1], future))
+    async def submit(self, operation: Operation) -> Any:
+        """Queue an operation; its value once durable (raises its error, or PersistenceError)."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((operation, future))
         self._wake.set()
-        if future is not None:
-            await future
+        return await future
+
+    def expired(self, changes: list[Change]) -> None:
+        """Groups whose time to live ran out, already gone from memory: delete them
+        durably in the next transaction. Nobody waits, and a failure retries them."""
+        if changes:
+            self._expired.update(c.key for c in changes)
+            self._wake.set()
 
     async def run(self) -> None:
-        """The writer task: one transaction per batch of queued changes, forever."""
+        """The writer task: one transaction per batch of queued operations, forever."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             batch, self._queue = self._queue, []
-            if batch:
+            expired, self._expired = self._expired, set()
+            if batch or expired:
                 self._writing = True
                 try:
-                    await self._write(batch)
+                    await self._write(batch, expired)
                 finally:
                     self._writing = False
 
@@ -69,12 +108,12 @@ class Writer:
             await asyncio.sleep(0.01)
 
     async def probe(self) -> None:
-        """While failing with nothing to write, test the disk so health recovers by itself."""
+        """While failing with nothing to write, test the database so health recovers by itself."""
         if self.failure is None or self._queue:
             return
         try:
             try:
-                await self.db.probe()
+                await self.engine.probe()
             except DatabaseGone:
                 await self._recreate()
         except Exception as err:  # noqa: BLE001 - any database error keeps us unhealthy
@@ -84,71 +123,57 @@ class Writer:
             self.failure = None
 
     async def _recreate(self) -> None:
-        """The file was deleted: start a new one holding everything in memory."""
-        old = self.db
+        """The SQLite file was deleted: start a new one holding everything in memory."""
+        old = self.engine
+        assert isinstance(old, Database)
         if os.path.exists(old.path):
             raise DatabaseGone(f"persistence file {old.path} was replaced by another file")
-        self.db = await Database.open(old.path)
+        self.engine = await Database.open(old.path)
         await old.close()
         log.warning("persistence file was removed; writing the whole store to a new one", extra={"file": old.path})
-        await self.db.write([group_write(self.store, key, None) for key in list(self.store.groups)])
+        await self.engine.write([group_write(self.store, key, None) for key in list(self.store.groups)])
 
-    async def _write(self, batch: list[tuple[Change, asyncio.Future[None] | None]]) -> None:
-        writes = [group_write(self.store, key, names) for key, names in merge(c for c, _ in batch)]
-        try:
-            await self.db.write(writes)
-        except Exception as err:  # noqa: BLE001 - every database error is reported the same way
-            failed = batch + self._queue
-            self._queue = []
-            for change, _ in reversed(failed):
-                self.store.undo(change)
-            self.failure = f"{type(err).__name__}: {err}"
-            log.error("could not persist changes; they were undone", extra={"err": self.failure})
-            for _, future in failed:
-                if future is not None and not future.done():
-                    future.set_exception(PersistenceError(self.failure))
-            return
+    async def _write(self, batch: list[tuple[Operation, asyncio.Future[Any]]], expired: set[GroupKey]) -> None:
+        store = self.store
+        applied: list[tuple[asyncio.Future[Any], Applied]] = []
+        async with self.lock:
+            try:
+                async with self.engine.transaction() as tx:
+                    if tx.remote is not None:
+                        apply_remote(store, tx.remote)
+                    expired.update(c.key for c in store.expire())
+                    for operation, future in batch:
+                        try:
+                            result = operation(store)
+                        except Exception as err:  # noqa: BLE001 - it changed nothing: the caller's answer
+                            if not future.done():
+                                future.set_exception(err)
+                            continue
+                        applied.append((future, result))
+                    # Expired groups first, as whole groups: a later change in
+                    # the batch may have created the group again.
+                    gone = [Change(key, None, None) for key in expired]
+                    changes = gone + [c for _, result in applied for c in result.changes]
+                    await tx.write([group_write(store, key, names) for key, names in merge(changes)])
+            except Exception as err:  # noqa: BLE001 - every database error is reported the same way
+                for _, result in reversed(applied):
+                    for change in reversed(result.changes):
+                        store.undo(change)
+                self._expired |= expired
+                self.failure = f"{type(err).__name__}: {err}"
+                log.error("could not persist changes; they were undone", extra={"err": self.failure})
+                errors = {id(future): result.error for future, result in applied}
+                for _, future in batch:  # applied or not: none of it is durable
+                    if not future.done():
+                        future.set_exception(errors.get(id(future)) or PersistenceError(self.failure))
+                return
         if self.failure is not None:
             log.info("persistence recovered")
         self.failure = None
-        for _, future in batch:
-            if future is not None and not future.done():
-                future.set_result(None)
-
-
-def merge(changes) -> list[tuple[GroupKey, frozenset[str] | None]]:
-    """One entry per group, in first-change order: the union of the names written."""
-    merged: dict[GroupKey, frozenset[str] | None] = {}
-    for change in changes:
-        if change.key in merged and merged[change.key] is None:
-            continue
-        if change.names is None or change.key not in merged:
-            merged[change.key] = change.names
-        else:
-            merged[change.key] = merged[change.key] | change.names  # type: ignore[operator]
-    return list(merged.items())
-
-
-def grouping_text(key: GroupKey) -> str:
-    return orjson.dumps(key).decode()
-
-
-def group_write(store: MetricStore, key: GroupKey, names: frozenset[str] | None) -> GroupWrite:
-    """What the database must hold for ``key`` now."""
-    group = store.groups.get(key)
-    if group is None:
-        return GroupWrite(grouping_text(key), None, {}, replace_all=True)
-    wanted = (group.families.keys() | group.quarantined.keys()) if names is None else names
-    families: dict[str, FamilyRow | None] = {}
-    for name in wanted:
-        stored = group.families.get(name)
-        quarantined = stored is None and name in group.quarantined
-        if quarantined:
-            stored = group.quarantined[name]
-        families[name] = None if stored is None else FamilyRow(
-            stored.name, stored.type, stored.help, stored.pushed_at, stored.lines,
-            stored.added_inf, quarantined, stored.proto if stored.native else None,
-        )
-    row = (group.push_time, group.failure_time, group.ttl, group.problem)
-    return GroupWrite(grouping_text(key), row, families, replace_all=names is None)
-
+        for future, result in applied:
+            if future.done():
+                continue
+            if result.error is not None:
+                future.set_exception(result.error)
+            else:
+                future.set_result(result.value)

@@ -1,0 +1,88 @@
+"""What the store needs from a database, whichever one runs.
+
+Two engines hold the rows of pushgw/storage/rows.py: SQLite, one file for
+one node (pushgw/storage/sqlite.py), and PostgreSQL, shared by the replicas
+of a cluster (pushgw/storage/postgres.py). The writer, the gateway and
+``pushgw migrate`` use them through this interface only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pushgw.storage.rows import GroupRow, GroupWrite
+
+
+class DatabaseError(Exception):
+    """A database that pushgw must not use (foreign, corrupt, newer); the message says why."""
+
+
+@dataclass(slots=True)
+class RemoteChanges:
+    """What other replicas committed after this one's position, up to ``position``.
+
+    ``groups`` are the changed groups' rows now, ``gone`` the groupings deleted;
+    ``everything`` means ``groups`` is the whole state (a reload): any other
+    group is gone too. ``committed_at`` is when the newest change committed.
+    """
+
+    position: int
+    groups: list[GroupRow] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    everything: bool = False
+    committed_at: float | None = None
+
+
+class Transaction(Protocol):
+    # What other replicas committed since this one's position, for the writer
+    # to take in before it applies its batch; None when nothing (or SQLite).
+    remote: RemoteChanges | None
+
+    async def write(self, writes: Iterable[GroupWrite]) -> None: ...
+
+
+class Engine(Protocol):
+    async def load(self) -> list[GroupRow]: ...
+
+    async def write(self, writes: Iterable[GroupWrite]) -> None:
+        """One batch in one transaction (``pushgw migrate``; the writer uses transaction())."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+    async def probe(self) -> None:
+        """Raise while the database cannot take writes."""
+
+    async def close(self) -> None: ...
+
+
+class Replicated(Engine, Protocol):
+    """An engine shared by several replicas."""
+
+    position: int  # the log position the local store holds
+
+    async def head(self) -> int:
+        """The newest log position committed by any replica."""
+
+    async def changes_since(self, position: int) -> RemoteChanges: ...
+
+    async def notified(self, timeout: float) -> int | None:
+        """The next position another replica announced, or None after ``timeout``."""
+
+
+def is_postgres_url(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+async def open_engine(target: str) -> Engine:
+    """The database at ``target``: a PostgreSQL URL, else an SQLite file (checked first)."""
+    if is_postgres_url(target):
+        from pushgw.storage.postgres import PostgresDatabase  # asyncpg only when used
+
+        return await PostgresDatabase.open(target)
+    from pushgw.storage.sqlite import Database, check_file
+
+    check_file(target)
+    return await Database.open(target)

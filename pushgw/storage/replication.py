@@ -1,0 +1,114 @@
+"""Replication: every replica's store follows what the others commit.
+
+All replicas of a clustered gateway write to one PostgreSQL database, one
+transaction at a time, and each transaction appends the groups it changed to
+a change log with consecutive positions. A replica's store always holds the
+state at some log position (``Engine.position``) plus its own batch in
+flight. It moves forward in three ways:
+
+* its writer takes the cluster's lock and first takes in everything after
+  its position, so every push is checked against every one acknowledged
+  before it, on any replica;
+* the :class:`Follower` takes in new positions as soon as they are notified
+  (LISTEN/NOTIFY), or polled, so replicas lag by milliseconds;
+* a read first asks the database for the newest position and catches up to
+  it (:meth:`Follower.sync`), so a read on one replica shows every push
+  acknowledged on any other before the read began.
+
+Changes are taken in by re-reading the changed groups' rows, so applying
+one twice is harmless. A replica whose position fell out of the log (it was
+away too long) reloads everything.
+
+The SQLite engine is the single-node case: nothing remote, ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from pushgw.storage.engine import RemoteChanges, Replicated
+from pushgw.storage.rows import grouping_labels, grouping_text, restore_row
+from pushgw.storage.store import MetricStore
+
+log = logging.getLogger("pushgw.replication")
+
+POLL_INTERVAL = 1.0  # seconds: catch up even if a notification was lost
+RETRY_MIN, RETRY_MAX = 0.2, 5.0  # seconds between attempts while the database is away
+
+
+def apply_remote(store: MetricStore, remote: RemoteChanges) -> None:
+    """Take in other replicas' changes (already committed: nothing to undo)."""
+    if remote.everything:
+        keep = {row.grouping for row in remote.groups}
+        for key in [k for k in store.groups if grouping_text(k) not in keep]:
+            store.delete(dict(key))
+    for grouping in remote.gone:
+        store.delete(grouping_labels(grouping))
+    for row in remote.groups:
+        restore_row(store, row)
+    store.expire()  # a restored group may have expired meanwhile: every replica drops it alike
+
+
+class Follower:
+    """Keeps a replica's store up to date with the log, and reads fresh."""
+
+    def __init__(self, engine: Replicated, store: MetricStore, lock: asyncio.Lock) -> None:
+        self.engine = engine
+        self.store = store
+        self.lock = lock  # the writer's: the store changes under it
+        self.observe_lag: Callable[[float], None] = lambda seconds: None
+        self.failure: str | None = None  # why the last catch-up failed, until one succeeds
+
+    async def sync(self) -> None:
+        """Catch up to the newest position committed anywhere (before a read).
+
+        Bounded: if the database does not answer, the read serves what is held.
+        """
+        try:
+            head = await self.engine.head()
+            if head > self.engine.position:
+                await self.catch_up(head)
+        except Exception as err:  # noqa: BLE001 - reads go on from memory; health says why
+            self._failed(err)
+
+    async def catch_up(self, target: int | None = None) -> None:
+        """Take in everything after our position (at least up to ``target``)."""
+        async with self.lock:
+            if target is not None and self.engine.position >= target:
+                return  # a batch or another catch-up got there meanwhile
+            remote = await self.engine.changes_since(self.engine.position)
+            if remote.position <= self.engine.position:
+                return
+            apply_remote(self.store, remote)
+            self.engine.position = remote.position
+        if remote.committed_at is not None:
+            self.observe_lag(max(0.0, time.time() - remote.committed_at))
+        if self.failure is not None:
+            log.info("replication recovered")
+            self.failure = None
+
+    async def run(self) -> None:
+        """Follow notifications, and poll between them: one can be lost with a connection."""
+        pause = RETRY_MIN
+        while True:
+            try:
+                position = await self.engine.notified(POLL_INTERVAL)
+                if position is None or position > self.engine.position:
+                    await self.catch_up(position)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - retried after a growing pause
+                self._failed(err)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RETRY_MAX)
+            else:
+                pause = RETRY_MIN
+
+    def _failed(self, err: Exception) -> None:
+        message = f"{type(err).__name__}: {err}"
+        if message != self.failure:
+            log.warning("cannot follow the database", extra={"err": message})
+        self.failure = message

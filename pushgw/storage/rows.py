@@ -1,0 +1,110 @@
+"""Rows: the store's groups as every persistence engine stores them.
+
+One row per group (grouping labels, push and failure times, TTL) and one per
+stored family, the time gauges included (its pre-rendered lines, as the
+store keeps them). SQLite and PostgreSQL hold the same rows; these functions
+turn groups of the store into rows to write, and rows read back into groups.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import orjson
+
+from pushgw.grouping import GroupKey
+from pushgw.storage.family import StoredFamily
+from pushgw.storage.store import Change, MetricStore
+
+
+@dataclass(slots=True)
+class FamilyRow:
+    name: str
+    type: str
+    help: str
+    pushed_at: float
+    lines: bytes
+    added_inf: tuple[int, ...] = ()
+    quarantined: bool = False
+    proto: bytes | None = None
+
+
+@dataclass(slots=True)
+class GroupRow:
+    grouping: str
+    push_time: float
+    failure_time: float
+    ttl: float
+    problem: str | None
+    families: list[FamilyRow]
+
+
+@dataclass(slots=True)
+class GroupWrite:
+    """What a batch writes for one group: its row and some (or all) of its families.
+
+    ``families`` maps a name to its row, or to None where the family is gone;
+    ``replace_all`` drops every family of the group not in ``families``.
+    ``row`` is None when the group itself is gone.
+    """
+
+    grouping: str
+    row: tuple[float, float, float, str | None] | None  # push_time, failure_time, ttl, problem
+    families: dict[str, FamilyRow | None]
+    replace_all: bool
+
+
+def grouping_text(key: GroupKey) -> str:
+    """The grouping column: canonical JSON of the sorted label pairs."""
+    return orjson.dumps(key).decode()
+
+
+def grouping_labels(grouping: str) -> dict[str, str]:
+    return dict(orjson.loads(grouping))
+
+
+def merge(changes: Iterable[Change]) -> list[tuple[GroupKey, frozenset[str] | None]]:
+    """One entry per group, in first-change order: the union of the names written."""
+    merged: dict[GroupKey, frozenset[str] | None] = {}
+    for change in changes:
+        if change.key in merged and merged[change.key] is None:
+            continue
+        if change.names is None or change.key not in merged:
+            merged[change.key] = change.names
+        else:
+            merged[change.key] = merged[change.key] | change.names  # type: ignore[operator]
+    return list(merged.items())
+
+
+def group_write(store: MetricStore, key: GroupKey, names: frozenset[str] | None) -> GroupWrite:
+    """What the database must hold for ``key`` now (``names``: only those families)."""
+    group = store.groups.get(key)
+    if group is None:
+        return GroupWrite(grouping_text(key), None, {}, replace_all=True)
+    wanted = (group.families.keys() | group.quarantined.keys()) if names is None else names
+    families: dict[str, FamilyRow | None] = {}
+    for name in wanted:
+        stored = group.families.get(name)
+        quarantined = stored is None and name in group.quarantined
+        if quarantined:
+            stored = group.quarantined[name]
+        families[name] = None if stored is None else FamilyRow(
+            stored.name, stored.type, stored.help, stored.pushed_at, stored.lines,
+            stored.added_inf, quarantined, stored.proto if stored.native else None,
+        )
+    row = (group.push_time, group.failure_time, group.ttl, group.problem)
+    return GroupWrite(grouping_text(key), row, families, replace_all=names is None)
+
+
+def restore_row(store: MetricStore, row: GroupRow) -> None:
+    """Put a group read from a database into the store, replacing what it held."""
+    families = [
+        (StoredFamily(f.name, f.type, f.help, f.lines, array("q"), f.pushed_at,
+                      added_inf=f.added_inf, proto=f.proto, native=f.proto is not None),
+         f.quarantined)
+        for f in row.families
+    ]
+    store.restore(grouping_labels(row.grouping), row.push_time, row.failure_time, row.ttl,
+                  families, row.problem)
