@@ -147,7 +147,7 @@ class Gateway:
         """Before a read: wait for the state, take in every change acknowledged
         anywhere until now, and drop expired groups (a read must never show one)."""
         await self.wait_ready()
-        if self.follower is not None and self.follower.failure is None:
+        if self.follower is not None:
             await self.follower.sync()
         self.expire()
 

@@ -100,7 +100,11 @@ class PostgresDatabase:
         Raises DatabaseError for a database pushgw must not touch, and one of
         UNAVAILABLE while it cannot be reached.
         """
-        conn = await _connect(url)
+        try:
+            conn = await _connect(url)
+        except (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError) as err:
+            # Wrong credentials or no such database: waiting will not help.
+            raise DatabaseError(f"cannot use the PostgreSQL database: {err}") from None
         try:
             await _prepare_schema(conn)
         finally:

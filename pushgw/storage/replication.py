@@ -36,6 +36,7 @@ from pushgw.storage.store import MetricStore
 log = logging.getLogger("pushgw.replication")
 
 POLL_INTERVAL = 1.0  # seconds: catch up even if a notification was lost
+SYNC_TIMEOUT_WHILE_FAILING = 0.5  # seconds a read waits for a database known to be away
 RETRY_MIN, RETRY_MAX = 0.2, 5.0  # seconds between attempts while the database is away
 
 
@@ -65,14 +66,20 @@ class Follower:
     async def sync(self) -> None:
         """Catch up to the newest position committed anywhere (before a read).
 
-        Bounded: if the database does not answer, the read serves what is held.
+        A connection the database dropped (a restart, a failover) is retried
+        once on a new one. While the database is away the attempt is bounded
+        and the read serves what is held; health says why.
         """
-        try:
-            head = await self.engine.head()
-            if head > self.engine.position:
-                await self.catch_up(head)
-        except Exception as err:  # noqa: BLE001 - reads go on from memory; health says why
-            self._failed(err)
+        bound = SYNC_TIMEOUT_WHILE_FAILING if self.failure is not None else None
+        for attempt in (1, 2):
+            try:
+                head = await asyncio.wait_for(self.engine.head(), bound)
+                if head > self.engine.position:
+                    await asyncio.wait_for(self.catch_up(head), bound)
+                return
+            except Exception as err:  # noqa: BLE001 - reads go on from memory
+                if attempt == 2 or isinstance(err, asyncio.TimeoutError):
+                    self._failed(err)
 
     async def catch_up(self, target: int | None = None) -> None:
         """Take in everything after our position (at least up to ``target``)."""
