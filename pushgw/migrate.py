@@ -96,6 +96,9 @@ async def _write_new(path: str, writes: list[GroupWrite]) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(prefix=os.path.basename(path) + ".migrating.", dir=directory)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # as a file pushgw creates, not mkstemp's 0600
     try:
         db = await Database.open(temporary)
         try:
