@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from pushgw import migrate
-from pushgw.exposition.protobuf import MEDIA_TYPE, pb, encode_family
+from pushgw.exposition.protobuf import MEDIA_TYPE, encode_family, parse_delimited, pb
 from pushgw.model import HISTOGRAM, Metric, MetricFamily
 from pushgw.storage.sqlite import Database
 from servers import http_request, start_official, start_pushgw
@@ -179,25 +179,10 @@ def test_import_serves_what_the_official_serves(official_file, tmp_path):
     failed = {k for k, g in mine.items() if not g["last_push_successful"]}
     assert failed == {'[["job", "fail"]]', '[["job", "j3"]]'}
 
-    # The native histogram survives: same Histogram message in both protobuf scrapes.
-    natives = []
-    for body in protos:
-        view, pos = memoryview(body), 0
-        while pos < len(body):
-            size, shift, start = 0, 0, pos
-            while True:
-                byte = body[pos]
-                pos += 1
-                size |= (byte & 0x7F) << shift
-                shift += 7
-                if byte < 0x80:
-                    break
-            mf = pb.MetricFamily.FromString(view[pos:pos + size])
-            pos += size
-            if mf.name == "nh":
-                natives.append(mf)
-    assert len(natives) == 2 and natives[0] == natives[1]
-    assert natives[0].metric[0].histogram.schema == 3
+    # The native histogram survives: the same Histogram message in both protobuf scrapes.
+    natives = [parse_delimited(body, utf8_names=True)["nh"].metrics[0].native for body in protos]
+    assert natives[0] is not None and natives[0] == natives[1]
+    assert pb.Histogram.FromString(natives[0]).schema == 3
 
 
 def test_pushgw_refuses_the_official_file_naming_the_command(official_file, tmp_path):
@@ -244,13 +229,15 @@ def _single_group_file(official_file: Path, target: Path) -> None:
     shutil.move(full, target)
 
 
-def _rows(path: Path) -> list:
+def _rows(path: Path, quarantine: bool = False) -> list:
+    """The database's content, sorted; with ``quarantine`` only (name, quarantined) per family."""
     async def load():
         db = await Database.open(str(path))
         try:
             return sorted(
                 (r.grouping, r.push_time, r.failure_time, r.problem,
-                 sorted((f.name, f.type, f.help, f.pushed_at, f.lines, f.proto) for f in r.families))
+                 sorted((f.name, f.quarantined) if quarantine else
+                        (f.name, f.type, f.help, f.pushed_at, f.lines, f.proto) for f in r.families))
                 for r in await db.load()
             )
         finally:
@@ -318,3 +305,17 @@ def test_corrupt_source_leaves_an_existing_destination_alone(small_file, officia
     done = _run_cli("--from", str(source), "--to", str(tmp_path / "new.db"))
     assert done.returncode == 1 and "truncated" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "new.db").exists()
+
+
+def test_inconsistent_groups_are_imported_with_the_later_one_quarantined(tmp_path):
+    """The official unchecked stores contradicting groups; pushgw keeps both, exposes the first."""
+    path = tmp_path / "inconsistent.data"
+    with start_official("--push.disable-consistency-check", persistence_file=str(path)) as official:
+        assert _push(official, "PUT", "/metrics/job/first", b"# TYPE c counter\nc 1\n") == 202
+        assert _push(official, "PUT", "/metrics/job/second", b"# TYPE c gauge\nc 2\n") == 202
+        assert official.stop() == 0
+    db = tmp_path / "pushgw.db"
+    assert migrate.main(["--from", str(path), "--to", str(db)]) == 0
+    rows = {json.loads(r[0])[0][1]: r for r in _rows(db, quarantine=True)}
+    assert rows["first"][3] is None and ("c", False) in rows["first"][4]
+    assert rows["second"][3] and ("c", True) in rows["second"][4]

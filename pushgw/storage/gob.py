@@ -187,6 +187,8 @@ class Decoder:
             self.types[type_id] = Opaque(name)
 
     def _top_value(self, type_id: int, r: _Reader) -> object:
+        if type_id not in self.types and type_id not in _BASIC_NAMES:
+            raise GobError(f"a value of undefined type id {type_id}")
         if not isinstance(self.types.get(type_id), Struct):
             # A value that is not a struct is sent as a struct field with delta 0.
             if r.uint() != 0:
