@@ -164,7 +164,8 @@ def main(argv: list[str]) -> int:
         print(f"pushgw migrate: error: {err}; nothing was written", file=sys.stderr)
         return 1
     except (OSError, sqlite3.Error) as err:
-        print(f"pushgw migrate: error: {args.destination}: {err}; nothing was written", file=sys.stderr)
+        reason = getattr(err, "strerror", None) or err
+        print(f"pushgw migrate: error: {args.destination}: {reason}; nothing was written", file=sys.stderr)
         return 1
     except Exception as err:  # noqa: BLE001 - a damaged file must never end in a traceback
         print(f"pushgw migrate: error: {type(err).__name__}: {err}; nothing was written", file=sys.stderr)

@@ -246,7 +246,9 @@ class Decoder:
                 return fields
             number += delta
             if number >= len(t.fields):
-                raise GobError(f"field {number} at byte {at} beyond the {len(t.fields)} of {t.name!r}")
+                raise GobError(
+                    f"field {number} at byte {at} beyond the {len(t.fields)} of struct {t.name!r}"
+                )
             name, field_type = t.fields[number]
             fields[name] = self._value(field_type, r, depth + 1)
 

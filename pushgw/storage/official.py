@@ -55,7 +55,12 @@ def read_official(data: bytes) -> list[GroupWrite]:
     store = MetricStore(check_consistency=False)
     groups.sort(key=lambda g: (g.time_value(PUSH_TIME), group_key(g.labels)))
     for group in groups:
-        _store_group(store, group)
+        try:
+            _store_group(store, group)
+        except ValueError as err:  # what the store cannot take back (e.g. its re-parse of a family)
+            if isinstance(err, OfficialFileError):
+                raise
+            raise OfficialFileError(f"group {format_group(group.labels)} cannot be stored: {err}") from None
     return [group_write(store, key, None) for key in store.groups]
 
 
