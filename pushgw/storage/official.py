@@ -57,9 +57,9 @@ def read_official(data: bytes) -> list[GroupWrite]:
     for group in groups:
         try:
             _store_group(store, group)
+        except OfficialFileError:
+            raise
         except ValueError as err:  # what the store cannot take back (e.g. its re-parse of a family)
-            if isinstance(err, OfficialFileError):
-                raise
             raise OfficialFileError(f"group {format_group(group.labels)} cannot be stored: {err}") from None
     return [group_write(store, key, None) for key in store.groups]
 
