@@ -14,6 +14,7 @@ import sys
 SUBCOMMANDS = {
     "push": "pushgw.pusher.cli:push_main",
     "exec": "pushgw.pusher.cli:exec_main",
+    "migrate": "pushgw.migrate:main",
 }
 
 

@@ -289,11 +289,11 @@ def official_binary() -> str | None:
 
 
 def start_official(*args: str, ready_timeout: float = DEFAULT_READY_TIMEOUT,
-                   ready_path: str | None = None) -> ServerProcess:
-    """Start the official Pushgateway, memory only, on a free port.
+                   ready_path: str | None = None, persistence_file: str = "") -> ServerProcess:
+    """Start the official Pushgateway, memory only (unless ``persistence_file``), on a free port.
 
     Runs ``prometheus-pushgateway --web.listen-address=127.0.0.1:PORT
-    --persistence.file= *args`` (an empty persistence file keeps Debian's
+    --persistence.file=PERSISTENCE_FILE *args`` (an empty persistence file keeps Debian's
     build from touching /var/lib/prometheus). Fails the test (or skips it,
     outside CI) if the binary is missing.
     """
@@ -302,7 +302,7 @@ def start_official(*args: str, ready_timeout: float = DEFAULT_READY_TIMEOUT,
                           apt_package=OFFICIAL_APT_PACKAGE)
     return start_on_free_port(
         lambda port: [binary, f"--web.listen-address=127.0.0.1:{port}",
-                      "--persistence.file=", *args],
+                      f"--persistence.file={persistence_file}", *args],
         name="official-pushgateway", args=args, ready_timeout=ready_timeout,
         ready_path=ready_path,
     )

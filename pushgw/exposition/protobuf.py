@@ -40,6 +40,7 @@ __all__ = [
     "ProtobufError",
     "pb",
     "parse_delimited",
+    "parse_family",
     "encode_family",
     "encode_metrics",
     "frame_family",
@@ -440,6 +441,20 @@ def _parse(body: bytes, utf8_names: bool) -> dict[str, MetricFamily]:
             raise ProtobufError(f"invalid metric name {_str(name)!r} (not UTF-8)")
         families[name] = _family(name, mf, utf8_names)
     return families
+
+
+def parse_family(message: bytes, utf8_names: bool = False) -> MetricFamily | None:
+    """One MetricFamily message without framing (as the official persists it); None if empty."""
+    try:
+        mf = _MetricFamilyPB.FromString(message)
+    except DecodeError as err:
+        raise ProtobufError(f"invalid protobuf MetricFamily message: {err}") from None
+    if not mf.metric:
+        return None
+    if type(mf.name) is not str:
+        raise ProtobufError(f"invalid metric name {_str(mf.name)!r} (not UTF-8)")
+    with gc_paused():
+        return _family(mf.name, mf, utf8_names)
 
 
 # ---- encoding ----------------------------------------------------------------

@@ -61,8 +61,9 @@ def check_file(path: str) -> None:
         raise DatabaseError(f"cannot read persistence file {path}: {err}") from None
     if header != SQLITE_MAGIC:
         raise DatabaseError(
-            f"persistence file {path} is not a pushgw database (not SQLite; an official "
-            "Pushgateway persistence file cannot be read); move it away or choose another file"
+            f"persistence file {path} is not a pushgw database (not SQLite). If it is an official "
+            f"Pushgateway persistence file, import it with `pushgw migrate --from {path} "
+            "--to NEW.db` and start pushgw on NEW.db; else move it away or choose another file"
         )
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
