@@ -1,10 +1,11 @@
 """``pushgw migrate --from SOURCE --to DB``: move a gateway's state into a pushgw database.
 
 A source is opened by what its content is, not its name: an official
-Pushgateway persistence file (a gob stream) or a pushgw SQLite database.
-Either comes out as the writes (one GroupWrite per group) that a pushgw
-database takes; the destination, a pushgw SQLite file, gets them in one
-transaction. The source is read completely before the destination is
+Pushgateway persistence file (a gob stream), a pushgw SQLite database, or a
+pushgw PostgreSQL database (a postgresql:// URL). Each comes out as the
+writes (one GroupWrite per group) that a pushgw database takes; the
+destination, an SQLite file or a PostgreSQL URL, gets them in one
+transaction (replicas running on it take them in as any other change). The source is read completely before the destination is
 touched, so a truncated or corrupt source writes nothing; a new destination
 is built under a temporary name and linked into place only when complete.
 """
@@ -20,9 +21,11 @@ import tempfile
 
 import aiosqlite
 
+from pushgw.storage.engine import is_postgres_url
 from pushgw.storage.family import TIME_NAMES, count_series
 from pushgw.storage.official import OfficialFileError, read_official
-from pushgw.storage.sqlite import SQLITE_MAGIC, Database, DatabaseError, GroupWrite, check_file
+from pushgw.storage.rows import GroupRow, GroupWrite
+from pushgw.storage.sqlite import SQLITE_MAGIC, Database, DatabaseError, check_file
 
 
 class MigrateError(Exception):
@@ -43,6 +46,14 @@ def source_kind(path: str) -> str:
 
 async def read_source(path: str) -> list[GroupWrite]:
     """Every group of the source, as writes for a pushgw database."""
+    if is_postgres_url(path):
+        from pushgw.storage.postgres import PostgresDatabase
+
+        db = await PostgresDatabase.open(path)
+        try:
+            return _writes(await db.load())
+        finally:
+            await db.close()
     if source_kind(path) == "sqlite":
         return await _read_pushgw(path)
     try:
@@ -65,6 +76,10 @@ async def _read_pushgw(path: str) -> list[GroupWrite]:
         rows = await Database(conn, path).load() if version else []
     finally:
         await conn.close()
+    return _writes(rows)
+
+
+def _writes(rows: list[GroupRow]) -> list[GroupWrite]:
     return [
         GroupWrite(row.grouping, (row.push_time, row.failure_time, row.ttl, row.problem),
                    {f.name: f for f in row.families}, replace_all=True)
@@ -74,11 +89,16 @@ async def _read_pushgw(path: str) -> list[GroupWrite]:
 
 async def write_destination(path: str, writes: list[GroupWrite], replace: bool) -> None:
     """Write every group into ``path``: a new file, an empty database, or (``replace``) any."""
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
+    if is_postgres_url(path):
+        from pushgw.storage.postgres import PostgresDatabase
+
+        db = await PostgresDatabase.open(path)
+    elif not os.path.exists(path) or os.path.getsize(path) == 0:
         await _write_new(path, writes)
         return
-    check_file(path)
-    db = await Database.open(path)
+    else:
+        check_file(path)
+        db = await Database.open(path)
     try:
         held = await db.load()
         if held and not replace:
@@ -126,7 +146,7 @@ def series_total(writes: list[GroupWrite]) -> int:
 
 
 async def migrate(source: str, destination: str, replace: bool) -> list[GroupWrite]:
-    if _same_file(source, destination):
+    if source == destination or _same_file(source, destination):
         raise MigrateError("--from and --to are the same file")
     writes = await read_source(source)
     await write_destination(destination, writes, replace)
@@ -144,13 +164,15 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pushgw migrate",
         description="Copy every group (metrics, push times, last push success) from an official "
-        "Pushgateway persistence file or a pushgw database into a pushgw database. "
-        "Stop the gateways using either file first.",
+        "Pushgateway persistence file or a pushgw database (SQLite file or postgresql:// URL) "
+        "into a pushgw database (SQLite file or postgresql:// URL). Stop the gateways using "
+        "an SQLite or official file first; replicas on a PostgreSQL destination may keep running.",
     )
-    p.add_argument("--from", dest="source", required=True, metavar="FILE",
-                   help="source: an official --persistence.file or a pushgw database (told apart by content)")
-    p.add_argument("--to", dest="destination", required=True, metavar="DB",
-                   help="destination pushgw database; created if missing")
+    p.add_argument("--from", dest="source", required=True, metavar="SRC",
+                   help="source: an official --persistence.file, a pushgw SQLite file (told apart by "
+                   "content) or a postgresql:// URL")
+    p.add_argument("--to", dest="destination", required=True, metavar="DST",
+                   help="destination: a pushgw SQLite file (created if missing) or a postgresql:// URL")
     p.add_argument("--replace", action="store_true",
                    help="replace the content of a destination that already holds groups")
     return p

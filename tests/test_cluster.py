@@ -435,3 +435,44 @@ def test_haproxy_in_front_a_killed_replica_costs_only_requests_in_flight(cluster
     assert sent[0] > 100
     assert len(errors) <= len(threads), errors  # at most one in flight per client
     assert proxy.states()["r1"] != "UP"
+
+
+# --- pushgw migrate between SQLite and PostgreSQL ----------------------------------
+
+
+def api_groups(server: ServerProcess) -> list[dict]:
+    """/api/v1/metrics in a fixed order (the order of groups is not part of the API)."""
+    data = requests.get(server.url + "/api/v1/metrics", timeout=TIMEOUT).json()["data"]
+    return sorted(data, key=lambda g: sorted(g["labels"].items()))
+
+
+def migrate(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pushgw", "migrate", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_migrate_sqlite_to_postgres_and_back(tmp_path, postgres_server):
+    db = tmp_path / "single.db"
+    with start_pushgw(f"--persistence.file={db}") as gw:
+        for g in range(20):
+            body = f'# TYPE m counter\nm{{i="{g}"}} {g}\n'.encode()
+            assert requests.put(f"{gw.url}/metrics/job/j{g}/path@base64/Lw==", data=body).status_code == 200
+        assert requests.put(gw.url + "/metrics/job/j0", data=b"# TYPE m gauge\nm 1\n").status_code == 400
+        before = pushed(gw)
+        api_before = api_groups(gw)
+    url = postgres_server.create_database()
+    with replica(url) as running:  # a replica already on the destination takes the copy in
+        result = migrate("--from", str(db), "--to", url)
+        assert result.returncode == 0, result.stderr
+        assert "migrated 21 groups (20 series)" in result.stdout
+        assert pushed(running) == before
+        assert api_groups(running) == api_before
+        again = migrate("--from", str(db), "--to", url)
+        assert again.returncode == 1 and "already holds 21 groups" in again.stderr
+        assert pushed(running) == before
+    back = tmp_path / "back.db"
+    result = migrate("--from", url, "--to", str(back))
+    assert result.returncode == 0, result.stderr
+    with start_pushgw(f"--persistence.file={back}") as gw:
+        assert pushed(gw) == before
+        assert api_groups(gw) == api_before

@@ -26,7 +26,7 @@ from pushgw.model import GAUGE, Metric, MetricFamily
 from pushgw.storage.family import PUSH_FAILURE_TIME, PUSH_TIME, TIME_NAMES, prepare_push, stored_family
 from pushgw.storage.gob import GobError, decode, go_time
 from pushgw.storage.labels import labelled_series
-from pushgw.storage.sqlite import GroupWrite
+from pushgw.storage.rows import GroupWrite
 from pushgw.storage.store import TIME_FAMILIES, MetricStore, PushRejected
 from pushgw.storage.writer import group_write
 
