@@ -30,6 +30,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
 # plus push.enable-utf8-names (HEAD), config.file and metric.timetolive (pushgw only).
 OFFICIAL_DEFAULT_STATUS_FLAGS = {
     "metric.timetolive": "0s",
+    "persistence.url": "",
     "push.max-body-size": "64MiB",
     "push.max-decompressed-size": "256MiB",
     "push.max-series-per-push": "500000",
@@ -365,3 +366,21 @@ def test_flag_values_match_running_official(make_official, extra: list[str]) -> 
     shared = sorted(set(official) & set(ours))
     assert len(shared) >= 13
     assert {k: ours[k] for k in shared} == {k: official[k] for k in shared}
+
+
+# --- --persistence.url ------------------------------------------------------------
+
+def test_persistence_url_and_file_exclude_each_other_unless_the_command_line_wins(tmp_path) -> None:
+    url = "postgresql://pushgw@db:5432/pushgw"
+    with pytest.raises(ConfigError, match="exclude each other"):
+        load_settings(["--persistence.file=a.db", f"--persistence.url={url}"])
+    both = tmp_path / "both.yaml"
+    both.write_text(f"persistence: {{file: a.db, url: '{url}'}}\n")
+    with pytest.raises(ConfigError, match="exclude each other"):
+        load_settings([f"--config.file={both}"])
+    image = tmp_path / "image.yaml"  # an image's default file gives way to a URL flag
+    image.write_text("persistence: {file: /data/pushgw.db}\n")
+    settings = load_settings([f"--config.file={image}", f"--persistence.url={url}"])
+    assert (settings.persistence_url, settings.persistence_file) == (url, "")
+    with pytest.raises(ConfigError, match="not a postgresql:// URL"):
+        load_settings(["--persistence.url=mysql://db/x"])

@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -108,6 +110,12 @@ def scraped(tmp_path_factory):
         time.sleep(0.01)  # failure time strictly after the success time
         refused = session.put(gateway.url + "/metrics/job/flaky", data=b"# TYPE x counter\nx 1\nx 2\n")
         assert refused.status_code == 400
+        # What the batch-job alerts read: a real `pushgw exec` report.
+        report = subprocess.run(
+            [sys.executable, "-m", "pushgw", "exec", "--gateway", gateway.url, "--job", "backup", "--", "true"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert report.returncode == 0, report.stderr
         yield query, push
     finally:
         prometheus.close()
