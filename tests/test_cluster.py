@@ -476,3 +476,37 @@ def test_migrate_sqlite_to_postgres_and_back(tmp_path, postgres_server):
     with start_pushgw(f"--persistence.file={back}") as gw:
         assert pushed(gw) == before
         assert api_groups(gw) == api_before
+
+
+# --- the drop-in behaviour holds on a cluster replica ----------------------------------
+
+from differential_scenarios import SCENARIOS  # noqa: E402
+from servers import start_official, wipe_and_wait  # noqa: E402
+from test_differential import Runner  # noqa: E402
+
+SHARED_SCENARIOS = [s for s in SCENARIOS if not s.needs_fresh_servers and not s.pending]
+
+
+@pytest.fixture(scope="module")
+def cluster_pair(postgres_server, official_bin):
+    """The official, and replica A of a two-replica cluster (B follows every change)."""
+    url = postgres_server.create_database()
+    official = start_official("--web.enable-admin-api")
+    a, b = replica(url), replica(url)
+    yield official, a, b
+    for server in (official, a, b):
+        server.close()
+
+
+@pytest.mark.parametrize("scenario", SHARED_SCENARIOS, ids=[s.id for s in SHARED_SCENARIOS])
+def test_differential_on_a_cluster_replica(scenario, cluster_pair):
+    official, a, b = cluster_pair
+    assert a.alive() and b.alive(), (a.output()[-2000:], b.output()[-2000:])
+    wipe_and_wait(official)
+    wipe_and_wait(a)
+    Runner(scenario, official, a).run()
+    assert api_groups(b) == api_groups(a)  # the other replica holds the same state
+
+
+def test_most_differential_scenarios_run_on_the_cluster():
+    assert len(SHARED_SCENARIOS) >= 0.6 * len(SCENARIOS)
