@@ -336,6 +336,8 @@ def test_kill9_replicas_under_load_loses_no_acknowledged_push(cluster):
     for server in servers:
         checked = load.check(server)
     assert checked >= 8
+    print(f"kill -9 cycles: {KILL_CYCLES}, answers: {dict(load.answers)}, groups checked on "
+          f"{len(servers)} replicas: {checked}, lost: 0")
     assert {code for code in load.answers if code >= 500} <= {503}, dict(load.answers)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 
 from pushgw.storage.engine import DatabaseError, RemoteChanges
-from pushgw.storage.rows import FamilyRow, GroupRow, GroupWrite
+from pushgw.storage.rows import FamilyRow, GroupRow, GroupWrite, added_inf_indices, statements
 
 SCHEMA_VERSION = 1
 CHANNEL = "pushgw_log"
@@ -224,22 +224,9 @@ class PostgresTransaction:
         writes = list(writes)
         if not writes:
             return
-        whole, gone, groups, family_deletes, families = [], [], [], [], []
-        for w in writes:
-            if w.row is None or w.replace_all:
-                whole.append(w.grouping)
-            if w.row is None:
-                gone.append(w.grouping)
-                continue
-            groups.append((w.grouping, *w.row))
-            for name, fam in w.families.items():
-                if fam is None:
-                    family_deletes.append((w.grouping, name))
-                else:
-                    families.append((
-                        w.grouping, name, fam.type, fam.help, fam.pushed_at, fam.lines,
-                        ",".join(map(str, fam.added_inf)), fam.quarantined, fam.proto,
-                    ))
+        batch = statements(writes)
+        whole, gone, groups = batch.whole, batch.gone, batch.groups
+        family_deletes, families = batch.family_deletes, batch.families
         conn = self._conn
         if whole:
             await conn.execute("DELETE FROM pushgw_families WHERE grouping = ANY($1::text[])", whole)
@@ -341,8 +328,8 @@ async def _read_groups(conn: asyncpg.Connection, groupings: list[str] | None) ->
     ):
         group = groups.get(grouping)
         if group is not None:
-            indices = tuple(int(i) for i in added_inf.split(",") if i)
-            group.families.append(FamilyRow(name, type_, help_, pushed_at, lines, indices, bad, proto))
+            group.families.append(FamilyRow(name, type_, help_, pushed_at, lines,
+                                            added_inf_indices(added_inf), bad, proto))
     return list(groups.values())
 
 

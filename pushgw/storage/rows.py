@@ -56,6 +56,45 @@ class GroupWrite:
     replace_all: bool
 
 
+@dataclass(slots=True)
+class Statements:
+    """A batch of writes as the rows each kind of SQL statement takes, in this order:
+    drop every family of ``whole`` groups, drop ``gone`` groups, upsert ``groups``,
+    drop ``family_deletes``, upsert ``families``."""
+
+    whole: list[str]
+    gone: list[str]
+    groups: list[tuple]  # grouping, push_time, failure_time, ttl, problem
+    family_deletes: list[tuple[str, str]]
+    families: list[tuple]  # grouping, name, type, help, pushed_at, lines, added_inf, quarantined, proto
+
+
+def statements(writes: Iterable[GroupWrite]) -> Statements:
+    """A batch holds at most one write per group, so the statement kinds can run one after the other."""
+    batch = Statements([], [], [], [], [])
+    for w in writes:
+        if w.row is None or w.replace_all:
+            batch.whole.append(w.grouping)
+        if w.row is None:
+            batch.gone.append(w.grouping)
+            continue
+        batch.groups.append((w.grouping, *w.row))
+        for name, fam in w.families.items():
+            if fam is None:
+                batch.family_deletes.append((w.grouping, name))
+            else:
+                batch.families.append((
+                    w.grouping, name, fam.type, fam.help, fam.pushed_at, fam.lines,
+                    ",".join(map(str, fam.added_inf)), fam.quarantined, fam.proto,
+                ))
+    return batch
+
+
+def added_inf_indices(text: str) -> tuple[int, ...]:
+    """The added_inf column back to indices."""
+    return tuple(int(i) for i in text.split(",") if i)
+
+
 def grouping_text(key: GroupKey) -> str:
     """The grouping column: canonical JSON of the sorted label pairs."""
     return orjson.dumps(key).decode()

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 import aiosqlite
 
 from pushgw.storage.engine import DatabaseError
-from pushgw.storage.rows import FamilyRow, GroupRow, GroupWrite
+from pushgw.storage.rows import FamilyRow, GroupRow, GroupWrite, added_inf_indices, statements
 
 APPLICATION_ID = 0x70757367  # "pusg": marks a pushgw database
 SCHEMA_VERSION = 1
@@ -142,9 +142,8 @@ class Database:
         ):
             group = groups.get(grouping)
             if group is not None:
-                indices = tuple(int(i) for i in added_inf.split(",") if i)
                 group.families.append(FamilyRow(
-                    name, type_, help_, pushed_at, bytes(lines), indices, bool(bad),
+                    name, type_, help_, pushed_at, bytes(lines), added_inf_indices(added_inf), bool(bad),
                     bytes(proto) if proto is not None else None,
                 ))
         return list(groups.values())
@@ -190,37 +189,21 @@ class SqliteTransaction:
         self._conn = conn
 
     async def write(self, writes: Iterable[GroupWrite]) -> None:
-        """A batch holds at most one write per group, so the statement kinds can
-        run one after the other, each as a single executemany."""
-        whole_deletes, group_rows, family_deletes, family_rows = [], [], [], []
-        for w in writes:
-            if w.row is None or w.replace_all:
-                whole_deletes.append((w.grouping,))
-            if w.row is None:
-                continue
-            group_rows.append((w.grouping, *w.row))
-            for name, fam in w.families.items():
-                if fam is None:
-                    family_deletes.append((w.grouping, name))
-                else:
-                    added_inf = ",".join(map(str, fam.added_inf))
-                    family_rows.append((
-                        w.grouping, name, fam.type, fam.help, fam.pushed_at, fam.lines,
-                        added_inf, int(fam.quarantined), fam.proto,
-                    ))
+        batch = statements(writes)
         conn = self._conn
-        await conn.executemany("DELETE FROM families WHERE grouping = ?", whole_deletes)
-        await conn.executemany("DELETE FROM groups WHERE grouping = ?", whole_deletes)
+        whole = [(g,) for g in batch.whole]
+        await conn.executemany("DELETE FROM families WHERE grouping = ?", whole)
+        await conn.executemany("DELETE FROM groups WHERE grouping = ?", whole)
         await conn.executemany(
             "INSERT OR REPLACE INTO groups (grouping, push_time, failure_time, ttl, problem) "
             "VALUES (?, ?, ?, ?, ?)",
-            group_rows,
+            batch.groups,
         )
-        await conn.executemany("DELETE FROM families WHERE grouping = ? AND name = ?", family_deletes)
+        await conn.executemany("DELETE FROM families WHERE grouping = ? AND name = ?", batch.family_deletes)
         await conn.executemany(
             "INSERT OR REPLACE INTO families (grouping, name, type, help, pushed_at, "
             "lines, added_inf, quarantined, proto) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            family_rows,
+            batch.families,
         )
 
 
