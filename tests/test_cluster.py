@@ -249,6 +249,17 @@ def test_delete_by_selector_and_wipe_reach_every_replica(cluster):
     assert requests.get(b.url + "/api/v1/metrics", timeout=TIMEOUT).json()["data"] == []
 
 
+def test_store_limits_are_global(cluster):
+    a, b = cluster(2, "--store.max-groups=3")
+    for server, job in ((a, "one"), (b, "two"), (a, "three")):
+        assert requests.put(f"{server.url}/metrics/job/{job}", data=b"m 1\n", timeout=TIMEOUT).status_code == 200
+    for server in (a, b):
+        r = requests.put(f"{server.url}/metrics/job/four", data=b"m 1\n", timeout=TIMEOUT)
+        assert r.status_code == 429, r.text
+    assert requests.delete(f"{b.url}/metrics/job/one", timeout=TIMEOUT).status_code == 202
+    assert requests.put(f"{a.url}/metrics/job/four", data=b"m 1\n", timeout=TIMEOUT).status_code == 200
+
+
 # --- faults ------------------------------------------------------------------------
 
 
