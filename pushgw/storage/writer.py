@@ -92,12 +92,10 @@ class Writer:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch, self._queue = self._queue, []
-            expired, self._expired = self._expired, set()
-            if batch or expired:
+            if self._queue or self._expired:
                 self._writing = True
                 try:
-                    await self._write(batch, expired)
+                    await self._write()
                 finally:
                     self._writing = False
 
@@ -133,12 +131,18 @@ class Writer:
         log.warning("persistence file was removed; writing the whole store to a new one", extra={"file": old.path})
         await self.engine.write([group_write(self.store, key, None) for key in list(self.store.groups)])
 
-    async def _write(self, batch: list[tuple[Operation, asyncio.Future[Any]]], expired: set[GroupKey]) -> None:
+    async def _write(self) -> None:
         store = self.store
         applied: list[tuple[asyncio.Future[Any], Applied]] = []
+        batch: list[tuple[Operation, asyncio.Future[Any]]] = []
+        expired: set[GroupKey] = set()
         async with self.lock:
             try:
                 async with self.engine.transaction() as tx:
+                    # Taken only now: in a cluster, what queued while waiting
+                    # for the lock joins this transaction instead of the next.
+                    batch, self._queue = self._queue, []
+                    expired, self._expired = self._expired, set()
                     if tx.remote is not None:
                         apply_remote(store, tx.remote)
                     expired.update(c.key for c in store.expire())
@@ -156,6 +160,9 @@ class Writer:
                     changes = gone + [c for _, result in applied for c in result.changes]
                     await tx.write([group_write(store, key, names) for key, names in merge(changes)])
             except Exception as err:  # noqa: BLE001 - every database error is reported the same way
+                if not batch:  # failed before taking the queue: it fails with the transaction
+                    batch, self._queue = self._queue, []
+                    expired, self._expired = self._expired, set()
                 for _, result in reversed(applied):
                     for change in reversed(result.changes):
                         store.undo(change)
