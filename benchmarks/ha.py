@@ -36,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,8 @@ sys.path.insert(1, str(HERE.parent / "tests"))  # the PostgreSQL fixture
 import gateways  # noqa: E402
 import loadgen  # noqa: E402
 import payloads as pl  # noqa: E402
-from bench import bulk_pushes, describe_tree, fmt_n, log, percentile, put_all, scrape, wait_complete  # noqa: E402
+from bench import (bulk_pushes, describe_tree, finish, fmt_n, log, percentile, put_all, scrape,  # noqa: E402
+                   wait_complete)
 from gateways import Gateway, cpu_seconds  # noqa: E402
 
 
@@ -145,7 +147,7 @@ def push_config(res: Results, name: str, gws: list[Gateway], sizes: Sizes) -> No
 
 
 def run_pushes(res: Results, sizes: Sizes, pg, tmp: Path) -> None:
-    configs: list[tuple[str, callable]] = [
+    configs: list[tuple[str, Callable[[], list[Gateway]]]] = [
         ("pushgw SQLite", lambda: [gateways.start("pushgw", [f"--persistence.file={tmp / 'push.db'}"])]),
     ]
     if gateways.official_binary():
@@ -414,14 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             gateways.stop_all()
             pg.close()
     print_table(res)
-    log(f"\nelapsed {time.monotonic() - t0:.0f}s, load average now {os.getloadavg()[0]:.2f}")
-    if res.problems:
-        log(f"correctness: {len(res.problems)} check(s) FAILED:")
-        for p in res.problems:
-            log(f"  {p}")
-        return 1
-    log(f"correctness: all checks passed ({res.checks} scrape checks)")
-    return 0
+    return finish(t0, res.problems, res.checks)
 
 
 if __name__ == "__main__":
