@@ -631,13 +631,18 @@ def main(argv: list[str] | None = None) -> int:
     print_table(report)
     for note in report.notes:
         log(f"note: {note}")
+    return finish(t0, report.problems, report.checks)
+
+
+def finish(t0: float, problems: list[str], checks: int) -> int:
+    """The run's last lines: time, load, the correctness verdict; the exit code (1: a check failed)."""
     log(f"\nelapsed {time.monotonic() - t0:.0f}s, load average now {os.getloadavg()[0]:.2f}")
-    if report.problems:
-        log(f"correctness: {len(report.problems)} check(s) FAILED:")
-        for p in report.problems:
+    if problems:
+        log(f"correctness: {len(problems)} check(s) FAILED:")
+        for p in problems:
             log(f"  {p}")
         return 1
-    log(f"correctness: all checks passed ({report.checks} scrape checks)")
+    log(f"correctness: all checks passed ({checks} scrape checks)")
     return 0
 
 
