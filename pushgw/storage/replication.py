@@ -75,14 +75,17 @@ class Follower:
             try:
                 head = await asyncio.wait_for(self.engine.head(), bound)
                 if head > self.engine.position:
-                    await asyncio.wait_for(self.catch_up(head), bound)
+                    await asyncio.wait_for(self.catch_up(head, read=True), bound)
                 return
             except Exception as err:  # noqa: BLE001 - reads go on from memory
                 if attempt == 2 or isinstance(err, asyncio.TimeoutError):
                     self._failed(err)
 
-    async def catch_up(self, target: int | None = None) -> None:
-        """Take in everything after our position (at least up to ``target``)."""
+    async def catch_up(self, target: int | None = None, read: bool = False) -> None:
+        """Take in everything after our position (at least up to ``target``).
+
+        The replication lag is observed only when following, not when a read
+        catches up (that lag is the read's own wait, not replication's)."""
         async with self.lock:
             if target is not None and self.engine.position >= target:
                 return  # a batch or another catch-up got there meanwhile
@@ -91,7 +94,7 @@ class Follower:
                 return
             apply_remote(self.store, remote)
             self.engine.position = remote.position
-        if remote.committed_at is not None:
+        if remote.committed_at is not None and not read:
             self.observe_lag(max(0.0, time.time() - remote.committed_at))
         if self.failure is not None:
             log.info("replication recovered")
