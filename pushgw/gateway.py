@@ -234,7 +234,7 @@ class Gateway:
                 await asyncio.sleep(pause)
                 pause = min(2 * pause, OPEN_RETRY_MAX)
         self._opening_failure = None
-        if hasattr(engine, "notified"):  # shared with other replicas: follow them
+        if engine.shared:  # other replicas write to it too: follow them
             self.follower = Follower(engine, self.store, self.writer.lock)  # type: ignore[arg-type]
             self.metrics.watch_follower(self.follower)
             self._spawn(self.follower.run())

@@ -92,7 +92,7 @@ class GatewayMetrics:
 
     def watch_engine(self, engine: object) -> None:
         """Report a shared database's round trips, log position and reconnects."""
-        if self._cluster is not None and hasattr(engine, "position"):
+        if self._cluster is not None and getattr(engine, "shared", False):
             self._cluster.engine = engine
             engine.observe_roundtrip = self._cluster.roundtrip.observe  # type: ignore[attr-defined]
 

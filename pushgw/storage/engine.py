@@ -45,6 +45,8 @@ class Transaction(Protocol):
 
 
 class Engine(Protocol):
+    shared: bool  # other replicas write to it too (then it is a Replicated)
+
     async def load(self) -> list[GroupRow]: ...
 
     async def write(self, writes: Iterable[GroupWrite]) -> None:

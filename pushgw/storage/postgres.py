@@ -82,6 +82,8 @@ UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, a
 class PostgresDatabase:
     """A pool of connections for transactions and reads, and one that listens."""
 
+    shared = True  # every replica of the gateway writes to it
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.position = 0  # the log position the local store holds

@@ -97,6 +97,8 @@ class DatabaseGone(Exception):
 class Database:
     """The open database; every method runs in aiosqlite's thread, off the event loop."""
 
+    shared = False  # one node: nobody else writes to the file
+
     def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
         self._conn = conn
         self.path = path

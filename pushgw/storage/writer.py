@@ -136,6 +136,7 @@ class Writer:
         applied: list[tuple[asyncio.Future[Any], Applied]] = []
         batch: list[tuple[Operation, asyncio.Future[Any]]] = []
         expired: set[GroupKey] = set()
+        taken = False
         async with self.lock:
             try:
                 async with self.engine.transaction() as tx:
@@ -143,6 +144,7 @@ class Writer:
                     # for the lock joins this transaction instead of the next.
                     batch, self._queue = self._queue, []
                     expired, self._expired = self._expired, set()
+                    taken = True
                     if tx.remote is not None:
                         apply_remote(store, tx.remote)
                     expired.update(c.key for c in store.expire())
@@ -160,7 +162,7 @@ class Writer:
                     changes = gone + [c for _, result in applied for c in result.changes]
                     await tx.write([group_write(store, key, names) for key, names in merge(changes)])
             except Exception as err:  # noqa: BLE001 - every database error is reported the same way
-                if not batch:  # failed before taking the queue: it fails with the transaction
+                if not taken:  # failed before taking the queue: it fails with the transaction
                     batch, self._queue = self._queue, []
                     expired, self._expired = self._expired, set()
                 for _, result in reversed(applied):
