@@ -227,50 +227,54 @@ class PostgresTransaction:
         if not writes:
             return
         batch = statements(writes)
-        whole, gone, groups = batch.whole, batch.gone, batch.groups
-        family_deletes, families = batch.family_deletes, batch.families
-        conn = self._conn
-        if whole:
-            await conn.execute("DELETE FROM pushgw_families WHERE grouping = ANY($1::text[])", whole)
-        if gone:
-            await conn.execute("DELETE FROM pushgw_groups WHERE grouping = ANY($1::text[])", gone)
-        if groups:
-            await conn.execute(
-                "INSERT INTO pushgw_groups (grouping, push_time, failure_time, ttl, problem) "
-                "SELECT * FROM unnest($1::text[], $2::float8[], $3::float8[], $4::float8[], $5::text[]) "
-                "ON CONFLICT (grouping) DO UPDATE SET push_time = EXCLUDED.push_time, "
-                "failure_time = EXCLUDED.failure_time, ttl = EXCLUDED.ttl, problem = EXCLUDED.problem",
-                *_columns(groups, 5),
-            )
-        if family_deletes:
-            await conn.execute(
-                "DELETE FROM pushgw_families f USING unnest($1::text[], $2::text[]) AS d(grouping, name) "
-                "WHERE f.grouping = d.grouping AND f.name = d.name",
-                *_columns(family_deletes, 2),
-            )
-        if families:
-            await conn.execute(
-                "INSERT INTO pushgw_families (grouping, name, type, help, pushed_at, lines, added_inf, "
-                "quarantined, proto) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-                "$4::text[], $5::float8[], $6::bytea[], $7::text[], $8::boolean[], $9::bytea[]) "
-                "ON CONFLICT (grouping, name) DO UPDATE SET type = EXCLUDED.type, help = EXCLUDED.help, "
-                "pushed_at = EXCLUDED.pushed_at, lines = EXCLUDED.lines, added_inf = EXCLUDED.added_inf, "
-                "quarantined = EXCLUDED.quarantined, proto = EXCLUDED.proto",
-                *_columns(families, 9),
-            )
-        changed = [w.grouping for w in writes]
+        families = _columns(batch.families, 9)
         old = self.position
-        self.position = await conn.fetchval(
-            "WITH head AS (UPDATE pushgw_head SET position = position + $2 WHERE id = 1 RETURNING position), "
-            "entries AS (INSERT INTO pushgw_log (position, grouping, committed_at) "
-            "SELECT head.position - $2 + e.n, e.grouping, $3 FROM head, "
-            "unnest($1::text[]) WITH ORDINALITY AS e(grouping, n)) "
-            "SELECT position FROM head",
-            changed, len(changed), time.time(),
+        # One statement, so the cluster's lock is held for one round trip of
+        # writes. Its parts see one snapshot and must not touch a row twice:
+        # the whole-group delete spares the families written again.
+        self.position = await self._conn.fetchval(
+            WRITE, batch.whole, batch.gone, *_columns(batch.groups, 5),
+            *_columns(batch.family_deletes, 2), *families,
+            [w.grouping for w in writes], time.time(), CHANNEL,
         )
-        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(self.position))
         if self.position // 1000 != old // 1000:  # now and then: drop what no replica needs
-            await conn.execute("DELETE FROM pushgw_log WHERE position <= $1", self.position - LOG_KEEP)
+            await self._conn.execute("DELETE FROM pushgw_log WHERE position <= $1", self.position - LOG_KEEP)
+
+
+# A batch's writes, log entries, new head and notification ($1..$21).
+WRITE = """
+WITH whole AS (
+    DELETE FROM pushgw_families f WHERE f.grouping = ANY($1::text[]) AND NOT EXISTS (
+        SELECT 1 FROM unnest($10::text[], $11::text[]) AS w(grouping, name)
+        WHERE w.grouping = f.grouping AND w.name = f.name)
+), gone AS (
+    DELETE FROM pushgw_groups WHERE grouping = ANY($2::text[])
+), groups AS (
+    INSERT INTO pushgw_groups (grouping, push_time, failure_time, ttl, problem)
+    SELECT * FROM unnest($3::text[], $4::float8[], $5::float8[], $6::float8[], $7::text[])
+    ON CONFLICT (grouping) DO UPDATE SET push_time = EXCLUDED.push_time,
+        failure_time = EXCLUDED.failure_time, ttl = EXCLUDED.ttl, problem = EXCLUDED.problem
+), family_deletes AS (
+    DELETE FROM pushgw_families f USING unnest($8::text[], $9::text[]) AS d(grouping, name)
+    WHERE f.grouping = d.grouping AND f.name = d.name
+), families AS (
+    INSERT INTO pushgw_families (grouping, name, type, help, pushed_at, lines, added_inf,
+        quarantined, proto)
+    SELECT * FROM unnest($10::text[], $11::text[], $12::text[], $13::text[], $14::float8[],
+        $15::bytea[], $16::text[], $17::boolean[], $18::bytea[])
+    ON CONFLICT (grouping, name) DO UPDATE SET type = EXCLUDED.type, help = EXCLUDED.help,
+        pushed_at = EXCLUDED.pushed_at, lines = EXCLUDED.lines, added_inf = EXCLUDED.added_inf,
+        quarantined = EXCLUDED.quarantined, proto = EXCLUDED.proto
+), head AS (
+    UPDATE pushgw_head SET position = position + cardinality($19::text[]) WHERE id = 1
+    RETURNING position
+), entries AS (
+    INSERT INTO pushgw_log (position, grouping, committed_at)
+    SELECT head.position - cardinality($19::text[]) + e.n, e.grouping, $20
+    FROM head, unnest($19::text[]) WITH ORDINALITY AS e(grouping, n)
+)
+SELECT position, pg_notify($21, position::text) FROM head
+"""
 
 
 # --- helpers -----------------------------------------------------------------------
@@ -299,14 +303,14 @@ async def _changes(conn: asyncpg.Connection, position: int, head: int) -> Remote
     """The changes after ``position`` up to ``head``, read in ``conn``'s snapshot or lock."""
     if head == position:
         return RemoteChanges(head)
-    first = await conn.fetchval("SELECT min(position) FROM pushgw_log WHERE position > $1", position)
-    if head < position or first != position + 1:
-        # Fell out of the log (or the database went back in time): reload.
-        return RemoteChanges(head, await _read_groups(conn, None), everything=True)
     entries = await conn.fetch(
-        "SELECT grouping, max(committed_at) AS at FROM pushgw_log WHERE position > $1 GROUP BY grouping",
+        "SELECT grouping, max(committed_at) AS at, min(min(position)) OVER () AS first "
+        "FROM pushgw_log WHERE position > $1 GROUP BY grouping",
         position,
     )
+    if head < position or not entries or entries[0]["first"] != position + 1:
+        # Fell out of the log (or the database went back in time): reload.
+        return RemoteChanges(head, await _read_groups(conn, None), everything=True)
     changed = [e["grouping"] for e in entries]
     groups = await _read_groups(conn, changed)
     present = {g.grouping for g in groups}

@@ -76,6 +76,7 @@ class Follower:
                 head = await asyncio.wait_for(self.engine.head(), bound)
                 if head > self.engine.position:
                     await asyncio.wait_for(self.catch_up(head, read=True), bound)
+                self._recovered()
                 return
             except Exception as err:  # noqa: BLE001 - reads go on from memory
                 if attempt == 2 or isinstance(err, asyncio.TimeoutError):
@@ -96,9 +97,6 @@ class Follower:
             self.engine.position = remote.position
         if remote.committed_at is not None and not read:
             self.observe_lag(max(0.0, time.time() - remote.committed_at))
-        if self.failure is not None:
-            log.info("replication recovered")
-            self.failure = None
 
     async def run(self) -> None:
         """Follow notifications, and poll between them: one can be lost with a connection."""
@@ -116,6 +114,13 @@ class Follower:
                 pause = min(pause * 2, RETRY_MAX)
             else:
                 pause = RETRY_MIN
+                self._recovered()
+
+    def _recovered(self) -> None:
+        """The database answered: health no longer reports the follower."""
+        if self.failure is not None:
+            log.info("replication recovered")
+            self.failure = None
 
     def _failed(self, err: Exception) -> None:
         message = f"{type(err).__name__}: {err}"
