@@ -33,6 +33,10 @@ def replica(url: str, *flags: str, env: dict[str, str] | None = None) -> ServerP
                         ready_timeout=30)
 
 
+def database_name(url: str) -> str:
+    return url.rsplit("/", 1)[1].split("?")[0]
+
+
 def pushed(server: ServerProcess, names=None) -> dict[tuple, float]:
     """The pushed samples of /metrics: (name, sorted labels) -> value."""
     text = requests.get(server.url + "/metrics", timeout=TIMEOUT).text
@@ -89,7 +93,7 @@ def test_file_and_url_together_refuse_start(tmp_path, postgres_url):
 
 def test_foreign_tables_and_newer_schema_refuse_start(postgres_server):
     url = postgres_server.create_database()
-    db = url.rsplit("/", 1)[1].split("?")[0]
+    db = database_name(url)
     postgres_server.psql("CREATE TABLE invoices (id int); INSERT INTO invoices VALUES (7);", database=db)
     result = run_pushgw(f"--persistence.url={url}")
     assert result.returncode == 1
@@ -100,7 +104,7 @@ def test_foreign_tables_and_newer_schema_refuse_start(postgres_server):
     url = postgres_server.create_database()
     with replica(url):
         pass  # creates the schema
-    db = url.rsplit("/", 1)[1].split("?")[0]
+    db = database_name(url)
     postgres_server.psql("UPDATE pushgw_meta SET value = '99' WHERE key = 'schema_version'", database=db)
     result = run_pushgw(f"--persistence.url={url}")
     assert result.returncode == 1
@@ -110,7 +114,7 @@ def test_foreign_tables_and_newer_schema_refuse_start(postgres_server):
 
 def test_password_from_pgpassfile(postgres_server, tmp_path):
     url = postgres_server.create_database(owner=postgres_server.password_user)
-    db = url.rsplit("/", 1)[1].split("?")[0]
+    db = database_name(url)
     secret_url = postgres_server.url_for(database=db, user=postgres_server.password_user)
     assert postgres_server.password not in secret_url
     bad = run_pushgw(f"--persistence.url={secret_url}", env={"PGPASSWORD": "wrong"}, timeout=20)
@@ -227,7 +231,7 @@ def test_late_replica_catches_up_and_ttl_expiry_is_seen_everywhere(cluster, post
     time.sleep(2.2)
     for server in (a, b):
         assert value_on(server, "shortlived", "x") is None
-    db = postgres_url.rsplit("/", 1)[1].split("?")[0]
+    db = database_name(postgres_url)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         rows = postgres_server.psql("SELECT count(*) FROM pushgw_groups WHERE grouping LIKE '%shortlived%'",
