@@ -115,6 +115,7 @@ class PostgresDatabase:
         engine._pool = await asyncpg.create_pool(
             url, min_size=1, max_size=4, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT,
             server_settings=SESSION, max_inactive_connection_lifetime=0, init=engine._opened,
+            reset=_keep_session,
         )
         return engine
 
@@ -284,6 +285,15 @@ async def _connect(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(
         url, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT, server_settings=SESSION
     )
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A connection back in the pool keeps its session as it is.
+
+    asyncpg's default reset (unlock, close cursors, unlisten, reset
+    settings) is one more round trip for every transaction and every read's
+    head query; the pool's connections never change their session.
+    """
 
 
 async def _rollback(conn: asyncpg.Connection, tx: Any) -> None:
