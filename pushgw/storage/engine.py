@@ -24,15 +24,15 @@ class DatabaseError(Exception):
 class RemoteChanges:
     """What other replicas committed after this one's position, up to ``position``.
 
-    ``groups`` are the changed groups' rows now, ``gone`` the groupings deleted;
-    ``everything`` means ``groups`` is the whole state (a reload): any other
-    group is gone too. ``committed_at`` is when the newest change committed.
+    ``writes`` are the group writes of every transaction in between, to
+    apply in order; or, when the replica fell out of the change log,
+    ``reload`` is the whole state at ``position`` (any other group is gone).
+    ``committed_at`` is when the newest of them committed.
     """
 
     position: int
-    groups: list[GroupRow] = field(default_factory=list)
-    gone: list[str] = field(default_factory=list)
-    everything: bool = False
+    writes: list[GroupWrite] = field(default_factory=list)
+    reload: list[GroupRow] | None = None
     committed_at: float | None = None
 
 
@@ -41,7 +41,8 @@ class Transaction(Protocol):
     # to take in before it applies its batch; None when nothing (or SQLite).
     remote: RemoteChanges | None
 
-    async def write(self, writes: Iterable[GroupWrite]) -> None: ...
+    async def write(self, writes: Iterable[GroupWrite]) -> None:
+        """The batch's writes: at most once per transaction (PostgreSQL commits here)."""
 
 
 class Engine(Protocol):

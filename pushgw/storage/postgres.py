@@ -3,11 +3,24 @@
 It holds the rows of pushgw/storage/rows.py, plus the change log that lets
 replicas follow each other (see pushgw/storage/replication.py):
 
-* ``pushgw_head`` has one row, the newest log position. Every write
-  transaction starts by locking it, so transactions of all replicas commit
-  one at a time, each after taking in the ones before it;
-* ``pushgw_log`` has one entry per group changed, at consecutive positions;
-  the transaction announces its new head with NOTIFY on commit.
+* ``pushgw_head`` has one row, the newest log position;
+* ``pushgw_log`` has one entry per transaction, at consecutive positions:
+  the group writes it made (pushgw/storage/changelog.py). A commit
+  announces its position with NOTIFY.
+
+Writers of all replicas take turns under one lock, each after taking in
+what the ones before it committed. Two functions of the schema make a
+turn two round trips, so that the lock is held for as little as possible:
+
+* ``pushgw_begin`` takes the lock (a session advisory lock), waits until
+  the previous holder's commit is visible, and returns the log entries
+  after the caller's position;
+* ``pushgw_commit`` writes the rows and the log entry and hands the lock
+  on; the next writer waits only for this commit to be visible (an
+  advisory lock held to the end of the transaction), not for our replica
+  to send a COMMIT. A writer that fails in between drops its connection,
+  and the lock with it; one that stalls is cut off by the server
+  (``idle_session_timeout``, PostgreSQL 14 and later).
 
 asyncpg reads the standard PG* environment variables and the password file,
 so the URL needs no password. A schema of our own is created on first start
@@ -21,17 +34,20 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
 
+from pushgw.storage import changelog
 from pushgw.storage.engine import DatabaseError, RemoteChanges
 from pushgw.storage.rows import FamilyRow, GroupRow, GroupWrite, added_inf_indices, statements
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CHANNEL = "pushgw_log"
 LOCK_ID = 0x70757367  # advisory lock held while the schema is created or upgraded
-LOG_KEEP = 100_000  # log entries kept; a replica further behind reloads everything
+LOG_KEEP = 100_000  # log entries (transactions) kept; a replica further behind reloads everything
+LOCK_TIMEOUT = "15s"  # a replica holding the writers' lock this long without a word is cut off
 CONNECT_TIMEOUT = 5.0  # seconds
 COMMAND_TIMEOUT = 30.0  # seconds; a statement past it fails its batch (503) instead of hanging
 SESSION = {
@@ -72,6 +88,94 @@ MIGRATIONS: dict[int, str] = {
             grouping text NOT NULL,
             committed_at float8 NOT NULL  -- Unix time, for the replication lag
         );
+    """,
+    1: """
+        DROP TABLE pushgw_log;
+        CREATE TABLE pushgw_log (
+            position bigint PRIMARY KEY,
+            committed_at float8 NOT NULL, -- Unix time, for the replication lag
+            changes bytea NOT NULL        -- pushgw/storage/changelog.py; empty: reload everything
+        );
+        -- Entries are read a few times and soon dropped: not worth compressing.
+        ALTER TABLE pushgw_log ALTER COLUMN changes SET STORAGE EXTERNAL;
+
+        -- The writers' lock (until pushgw_commit), once the previous holder's
+        -- commit is visible; the head, then the log entries after _after.
+        CREATE FUNCTION pushgw_begin(_after bigint, _timeout text)
+        RETURNS TABLE (log_position bigint, log_committed_at float8, log_changes bytea)
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            _key int := 'pushgw_head'::regclass::oid::int;
+        BEGIN
+            PERFORM pg_advisory_lock(1886745345, _key);
+            PERFORM pg_advisory_xact_lock_shared(1886745346, _key);
+            IF current_setting('server_version_num')::int >= 140000 THEN
+                PERFORM set_config('idle_session_timeout', _timeout, false);
+            END IF;
+            RETURN QUERY SELECT h.position, NULL::float8, NULL::bytea FROM pushgw_head h WHERE h.id = 1;
+            RETURN QUERY SELECT l.position, l.committed_at, l.changes FROM pushgw_log l
+                WHERE l.position > _after ORDER BY l.position;
+        END $$;
+
+        -- A batch's rows and its log entry (none if _changes is NULL), then the
+        -- lock goes to the next writer, who waits until this commit is visible.
+        CREATE FUNCTION pushgw_commit(
+            _whole text[], _gone text[],
+            _g_grouping text[], _g_push float8[], _g_failure float8[], _g_ttl float8[], _g_problem text[],
+            _d_grouping text[], _d_name text[],
+            _f_grouping text[], _f_name text[], _f_type text[], _f_help text[], _f_pushed float8[],
+            _f_lines bytea[], _f_added text[], _f_quarantined boolean[], _f_proto bytea[],
+            _changes bytea, _committed_at float8, _keep bigint, _channel text
+        ) RETURNS bigint LANGUAGE plpgsql AS $$
+        DECLARE
+            _key int := 'pushgw_head'::regclass::oid::int;
+            _head bigint;
+        BEGIN
+            PERFORM pg_advisory_xact_lock(1886745346, _key);
+            IF _changes IS NULL THEN
+                SELECT h.position INTO _head FROM pushgw_head h WHERE h.id = 1;
+            ELSE
+                -- Statements with nothing to do are skipped: each costs an executor start.
+                -- Families that stay are updated in place below, not deleted first.
+                IF cardinality(_whole) > 0 THEN
+                    DELETE FROM pushgw_families f WHERE f.grouping = ANY(_whole) AND NOT EXISTS (
+                        SELECT 1 FROM unnest(_f_grouping, _f_name) AS w(grouping, name)
+                        WHERE w.grouping = f.grouping AND w.name = f.name);
+                END IF;
+                IF cardinality(_gone) > 0 THEN
+                    DELETE FROM pushgw_groups g WHERE g.grouping = ANY(_gone);
+                END IF;
+                INSERT INTO pushgw_groups (grouping, push_time, failure_time, ttl, problem)
+                    SELECT * FROM unnest(_g_grouping, _g_push, _g_failure, _g_ttl, _g_problem)
+                    ON CONFLICT (grouping) DO UPDATE SET push_time = EXCLUDED.push_time,
+                        failure_time = EXCLUDED.failure_time, ttl = EXCLUDED.ttl, problem = EXCLUDED.problem;
+                IF cardinality(_d_grouping) > 0 THEN
+                    DELETE FROM pushgw_families f USING unnest(_d_grouping, _d_name) AS d(grouping, name)
+                        WHERE f.grouping = d.grouping AND f.name = d.name;
+                END IF;
+                INSERT INTO pushgw_families (grouping, name, type, help, pushed_at, lines, added_inf,
+                        quarantined, proto)
+                    SELECT * FROM unnest(_f_grouping, _f_name, _f_type, _f_help, _f_pushed, _f_lines,
+                        _f_added, _f_quarantined, _f_proto)
+                    ON CONFLICT (grouping, name) DO UPDATE SET type = EXCLUDED.type, help = EXCLUDED.help,
+                        pushed_at = EXCLUDED.pushed_at, lines = EXCLUDED.lines,
+                        added_inf = EXCLUDED.added_inf, quarantined = EXCLUDED.quarantined,
+                        proto = EXCLUDED.proto;
+                UPDATE pushgw_head h SET position = h.position + 1 WHERE h.id = 1 RETURNING h.position INTO _head;
+                INSERT INTO pushgw_log (position, committed_at, changes) VALUES (_head, _committed_at, _changes);
+                IF _head % 1000 = 0 THEN  -- now and then: drop what no replica needs
+                    DELETE FROM pushgw_log l WHERE l.position <= _head - _keep;
+                END IF;
+                PERFORM pg_notify(_channel, _head::text);
+            END IF;
+            IF current_setting('server_version_num')::int >= 140000 THEN
+                PERFORM set_config('idle_session_timeout', '0', false);
+            END IF;
+            IF NOT pg_advisory_unlock(1886745345, _key) THEN
+                RAISE EXCEPTION 'pushgw: this session does not hold the writers'' lock';
+            END IF;
+            RETURN _head;
+        END $$;
     """,
 }
 
@@ -154,9 +258,14 @@ class PostgresDatabase:
 
     async def changes_since(self, position: int) -> RemoteChanges:
         """What was committed after ``position``, as of one snapshot."""
-        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            head = await conn.fetchval("SELECT position FROM pushgw_head WHERE id = 1")
-            return await _changes(conn, position, head)
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(FOLLOW, position)
+            remote = _remote(position, rows)
+            if remote is None:  # fell out of the log
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    head = await conn.fetchval("SELECT position FROM pushgw_head WHERE id = 1")
+                    remote = RemoteChanges(head, reload=await _read_groups(conn, None))
+        return remote
 
     async def notified(self, timeout: float) -> int | None:
         """The next position announced by a commit (the newest of those pending), or None."""
@@ -185,96 +294,66 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
-        """A write transaction holding the cluster's lock, committed when the block ends.
+        """A turn holding the writers' lock; ``write`` commits and ends it.
 
         ``remote`` holds what others committed since our position; the
         caller takes it in before anything else (our position moves now).
         """
         async with self._pool.acquire() as conn:
-            tx = conn.transaction()
-            await tx.start()
             try:
-                head = await conn.fetchval(
-                    "UPDATE pushgw_head SET position = position WHERE id = 1 RETURNING position"
-                )
-                remote = await _changes(conn, self.position, head) if head != self.position else None
-                self.position = head
-                transaction = PostgresTransaction(conn, head, remote)
+                rows = await conn.fetch("SELECT * FROM pushgw_begin($1, $2)", self.position, LOCK_TIMEOUT)
+                remote = _remote(self.position, rows)
+                if remote is None:  # fell out of the log; nobody writes while we hold the lock
+                    remote = RemoteChanges(_head(rows), reload=await _read_groups(conn, None))
+                self.position = remote.position
+                transaction = PostgresTransaction(conn, remote.position, remote if remote.writes or
+                                                  remote.reload is not None else None)
                 yield transaction
-                await tx.commit()
+                if not transaction.committed:
+                    await transaction.write([])  # hands the lock on
             except BaseException:
-                await _rollback(conn, tx)
+                conn.terminate()  # the session ends, and the writers' lock with it
                 raise
         self.position = transaction.position
 
     async def write(self, writes: Iterable[GroupWrite]) -> None:
+        """One batch (``pushgw migrate``): replicas running on the database reload."""
         async with self.transaction() as tx:
-            await tx.write(writes)
+            await tx.write(writes, reload=True)
 
     async def probe(self) -> None:
         await self.head()
 
 
 class PostgresTransaction:
-    """Writes inside :meth:`PostgresDatabase.transaction`, and their log entries."""
+    """A writer's turn in :meth:`PostgresDatabase.transaction`."""
 
     def __init__(self, conn: asyncpg.Connection, head: int, remote: RemoteChanges | None) -> None:
         self.remote = remote
         self.position = head  # the head after this transaction
+        self.committed = False
         self._conn = conn
 
-    async def write(self, writes: Iterable[GroupWrite]) -> None:
+    async def write(self, writes: Iterable[GroupWrite], reload: bool = False) -> None:
+        """Write the rows and their log entry and commit, in one round trip."""
+        assert not self.committed, "one write per transaction"
         writes = list(writes)
-        if not writes:
-            return
         batch = statements(writes)
-        families = _columns(batch.families, 9)
-        old = self.position
-        # One statement, so the cluster's lock is held for one round trip of
-        # writes. Its parts see one snapshot and must not touch a row twice:
-        # the whole-group delete spares the families written again.
+        entry = None if not writes else changelog.RELOAD if reload else changelog.encode(writes)
         self.position = await self._conn.fetchval(
-            WRITE, batch.whole, batch.gone, *_columns(batch.groups, 5),
-            *_columns(batch.family_deletes, 2), *families,
-            [w.grouping for w in writes], time.time(), CHANNEL,
+            COMMIT, batch.whole, batch.gone, *_columns(batch.groups, 5), *_columns(batch.family_deletes, 2),
+            *_columns(batch.families, 9), entry, time.time(), LOG_KEEP, CHANNEL,
         )
-        if self.position // 1000 != old // 1000:  # now and then: drop what no replica needs
-            await self._conn.execute("DELETE FROM pushgw_log WHERE position <= $1", self.position - LOG_KEEP)
+        self.committed = True
 
 
-# A batch's writes, log entries, new head and notification ($1..$21).
-WRITE = """
-WITH whole AS (
-    DELETE FROM pushgw_families f WHERE f.grouping = ANY($1::text[]) AND NOT EXISTS (
-        SELECT 1 FROM unnest($10::text[], $11::text[]) AS w(grouping, name)
-        WHERE w.grouping = f.grouping AND w.name = f.name)
-), gone AS (
-    DELETE FROM pushgw_groups WHERE grouping = ANY($2::text[])
-), groups AS (
-    INSERT INTO pushgw_groups (grouping, push_time, failure_time, ttl, problem)
-    SELECT * FROM unnest($3::text[], $4::float8[], $5::float8[], $6::float8[], $7::text[])
-    ON CONFLICT (grouping) DO UPDATE SET push_time = EXCLUDED.push_time,
-        failure_time = EXCLUDED.failure_time, ttl = EXCLUDED.ttl, problem = EXCLUDED.problem
-), family_deletes AS (
-    DELETE FROM pushgw_families f USING unnest($8::text[], $9::text[]) AS d(grouping, name)
-    WHERE f.grouping = d.grouping AND f.name = d.name
-), families AS (
-    INSERT INTO pushgw_families (grouping, name, type, help, pushed_at, lines, added_inf,
-        quarantined, proto)
-    SELECT * FROM unnest($10::text[], $11::text[], $12::text[], $13::text[], $14::float8[],
-        $15::bytea[], $16::text[], $17::boolean[], $18::bytea[])
-    ON CONFLICT (grouping, name) DO UPDATE SET type = EXCLUDED.type, help = EXCLUDED.help,
-        pushed_at = EXCLUDED.pushed_at, lines = EXCLUDED.lines, added_inf = EXCLUDED.added_inf,
-        quarantined = EXCLUDED.quarantined, proto = EXCLUDED.proto
-), head AS (
-    UPDATE pushgw_head SET position = position + cardinality($19::text[]) WHERE id = 1
-    RETURNING position
-), entries AS (
-    INSERT INTO pushgw_log (position, grouping, committed_at)
-    SELECT head.position - cardinality($19::text[]) + e.n, e.grouping, $20
-    FROM head, unnest($19::text[]) WITH ORDINALITY AS e(grouping, n)
-)
-SELECT position, pg_notify($21, position::text) FROM head
+COMMIT = "SELECT pushgw_commit(" + ", ".join(f"${i}" for i in range(1, 23)) + ")"
+
+# The head (no changes), and the log entries after $1, in one snapshot (a follower's read).
+FOLLOW = """
+SELECT h.position, NULL::float8, NULL::bytea FROM pushgw_head h WHERE h.id = 1
+UNION ALL
+(SELECT l.position, l.committed_at, l.changes FROM pushgw_log l WHERE l.position > $1 ORDER BY l.position)
 """
 
 
@@ -296,38 +375,31 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def _rollback(conn: asyncpg.Connection, tx: Any) -> None:
-    """Roll back; a connection that cannot even do that is dropped from the pool."""
-    try:
-        await asyncio.wait_for(tx.rollback(), CONNECT_TIMEOUT)
-    except Exception:  # noqa: BLE001 - the connection is unusable either way
-        conn.terminate()
-
-
 def _columns(rows: list[tuple], width: int) -> list[list]:
     """Rows to one list per column, for unnest()."""
     return [list(column) for column in zip(*rows)] if rows else [[] for _ in range(width)]
 
 
-async def _changes(conn: asyncpg.Connection, position: int, head: int) -> RemoteChanges:
-    """The changes after ``position`` up to ``head``, read in ``conn``'s snapshot or lock."""
+def _head(rows: list) -> int:
+    """The head's row among log rows: the one without changes."""
+    return next(row[0] for row in rows if row[2] is None)
+
+
+def _remote(position: int, rows: list) -> RemoteChanges | None:
+    """The changes after ``position`` from the head and log rows (FOLLOW, pushgw_begin);
+    None when the log no longer holds them all (or the database went back in time)."""
+    head = _head(rows)
+    entries = sorted((row for row in rows if row[2] is not None), key=itemgetter(0))
     if head == position:
         return RemoteChanges(head)
-    entries = await conn.fetch(
-        "SELECT grouping, max(committed_at) AS at, min(min(position)) OVER () AS first "
-        "FROM pushgw_log WHERE position > $1 GROUP BY grouping",
-        position,
-    )
-    if head < position or not entries or entries[0]["first"] != position + 1:
-        # Fell out of the log (or the database went back in time): reload.
-        return RemoteChanges(head, await _read_groups(conn, None), everything=True)
-    changed = [e["grouping"] for e in entries]
-    groups = await _read_groups(conn, changed)
-    present = {g.grouping for g in groups}
-    return RemoteChanges(
-        head, groups, [g for g in changed if g not in present],
-        committed_at=max(e["at"] for e in entries) if entries else None,
-    )
+    if head < position or len(entries) != head - position or entries[0][0] != position + 1:
+        return None
+    writes: list[GroupWrite] = []
+    for _, _, changes in entries:
+        if changes == changelog.RELOAD:
+            return None
+        writes += changelog.decode(changes)
+    return RemoteChanges(head, writes, committed_at=entries[-1][1])
 
 
 async def _read_groups(conn: asyncpg.Connection, groupings: list[str] | None) -> list[GroupRow]:

@@ -15,9 +15,9 @@ flight. It moves forward in three ways:
   it (:meth:`Follower.sync`), so a read on one replica shows every push
   acknowledged on any other before the read began.
 
-Changes are taken in by re-reading the changed groups' rows, so applying
-one twice is harmless. A replica whose position fell out of the log (it was
-away too long) reloads everything.
+The log holds what each transaction wrote (pushgw/storage/changelog.py),
+taken in by position, one after the other. A replica whose position fell
+out of the log (it was away too long) reloads everything.
 
 The SQLite engine is the single-node case: nothing remote, ever.
 """
@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 
 from pushgw.storage.engine import RemoteChanges, Replicated
-from pushgw.storage.rows import grouping_labels, grouping_text, restore_row
+from pushgw.storage.rows import grouping_text, restore_row, take_in
 from pushgw.storage.store import MetricStore
 
 log = logging.getLogger("pushgw.replication")
@@ -42,14 +42,14 @@ RETRY_MIN, RETRY_MAX = 0.2, 5.0  # seconds between attempts while the database i
 
 def apply_remote(store: MetricStore, remote: RemoteChanges) -> None:
     """Take in other replicas' changes (already committed: nothing to undo)."""
-    if remote.everything:
-        keep = {row.grouping for row in remote.groups}
+    if remote.reload is not None:
+        keep = {row.grouping for row in remote.reload}
         for key in [k for k in store.groups if grouping_text(k) not in keep]:
             store.delete(dict(key))
-    for grouping in remote.gone:
-        store.delete(grouping_labels(grouping))
-    for row in remote.groups:
-        restore_row(store, row)
+        for row in remote.reload:
+            restore_row(store, row)
+    for write in remote.writes:
+        take_in(store, write)
     store.expire()  # a restored group may have expired meanwhile: every replica drops it alike
 
 

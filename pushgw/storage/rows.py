@@ -29,6 +29,11 @@ class FamilyRow:
     added_inf: tuple[int, ...] = ()
     quarantined: bool = False
     proto: bytes | None = None
+    # Known only to the replica that made the family (the change log carries
+    # them, the tables do not): a restore derives them again.
+    sort_key: tuple | None = None
+    series_digest: bytes = b""
+    utf8: bool | None = None
 
 
 @dataclass(slots=True)
@@ -132,6 +137,7 @@ def group_write(store: MetricStore, key: GroupKey, names: frozenset[str] | None)
         families[name] = None if stored is None else FamilyRow(
             stored.name, stored.type, stored.help, stored.pushed_at, stored.lines,
             stored.added_inf, quarantined, stored.proto if stored.native else None,
+            stored.sort_key, stored.series_digest, stored.utf8,
         )
     row = (group.push_time, group.failure_time, group.ttl, group.problem)
     return GroupWrite(grouping_text(key), row, families, replace_all=names is None)
@@ -139,11 +145,25 @@ def group_write(store: MetricStore, key: GroupKey, names: frozenset[str] | None)
 
 def restore_row(store: MetricStore, row: GroupRow) -> None:
     """Put a group read from a database into the store, replacing what it held."""
-    families = [
-        (StoredFamily(f.name, f.type, f.help, f.lines, array("q"), f.pushed_at,
-                      added_inf=f.added_inf, proto=f.proto, native=f.proto is not None),
-         f.quarantined)
-        for f in row.families
-    ]
+    families = [(family_of(f), f.quarantined) for f in row.families]
     store.restore(grouping_labels(row.grouping), row.push_time, row.failure_time, row.ttl,
                   families, row.problem)
+
+
+def take_in(store: MetricStore, write: GroupWrite) -> None:
+    """Apply a write another replica committed (from the change log)."""
+    labels = grouping_labels(write.grouping)
+    if write.row is None:
+        store.delete(labels)
+        return
+    families = {name: None if f is None else (family_of(f), f.quarantined) for name, f in write.families.items()}
+    store.take_in(labels, *write.row, families, write.replace_all)
+
+
+def family_of(row: FamilyRow) -> StoredFamily:
+    """A family row as the store holds it (not yet indexed: no series hashes)."""
+    return StoredFamily(
+        row.name, row.type, row.help, row.lines, array("q"), row.pushed_at,
+        sort_key=row.sort_key or (), added_inf=row.added_inf, proto=row.proto, native=row.proto is not None,
+        utf8=bool(row.utf8), series_digest=row.series_digest,
+    )

@@ -309,6 +309,49 @@ class MetricStore:
                 self._set_time_family(key, group, name, value, value)
         self._schedule_expiry(key, group)
 
+    def take_in(
+        self,
+        labels: dict[str, str],
+        push_time: float,
+        failure_time: float,
+        ttl: float,
+        problem: str | None,
+        families: dict[str, tuple[StoredFamily, bool] | None],
+        replace_all: bool,
+    ) -> None:
+        """Apply a change another replica committed: nothing is checked again.
+
+        ``families`` maps a name to its (stored family, quarantined) pair as
+        that replica made it, series order included, or to None where it went;
+        ``replace_all``: the group holds no other family. As in :meth:`apply`,
+        a family with the series the group already holds keeps their index
+        entries; only new series are hashed.
+        """
+        self.index_pending()
+        key = group_key(labels)
+        group = self._get_or_create(labels, key)
+        if replace_all:
+            for name in [n for n in group.families if n not in families]:
+                self._remove(key, group, name)
+            group.quarantined.clear()
+        for name, held in families.items():
+            if name in group.families and (held is None or held[1]):
+                self._remove(key, group, name)
+            group.quarantined.pop(name, None)
+            if held is None:
+                continue
+            stored, quarantined = held
+            if quarantined:
+                group.quarantined[name] = stored
+                continue
+            old = group.families.get(name)
+            stored.hashes = old.hashes if _same_series(old, stored) else series_hashes(
+                stored.name, stored.type, stored.lines
+            )
+            self._put(key, group, stored)
+        group.push_time, group.failure_time, group.ttl, group.problem = push_time, failure_time, ttl, problem
+        self._schedule_expiry(key, group)
+
     def index_pending(self, max_series: int | None = None) -> bool:
         """Add restored families to the index by series; True when none is left.
 
