@@ -112,6 +112,29 @@ def test_foreign_tables_and_newer_schema_refuse_start(postgres_server):
     assert "99" in postgres_server.psql("SELECT value FROM pushgw_meta", database=db)
 
 
+def test_schema_1_is_upgraded_with_its_groups(postgres_server):
+    """Schema 1 (a log entry per group, no functions) as an older pushgw left it."""
+    from pushgw.storage.postgres import MIGRATIONS
+
+    url = postgres_server.create_database()
+    db = database_name(url)
+    postgres_server.psql(MIGRATIONS[0] + """
+        INSERT INTO pushgw_meta VALUES ('schema_version', '1');
+        UPDATE pushgw_head SET position = 2;
+        INSERT INTO pushgw_groups VALUES ('[["job","old"]]', 1700000000, 0, 0, NULL);
+        INSERT INTO pushgw_families VALUES
+            ('[["job","old"]]', 'm', 'gauge', '', 1700000000, convert_to('m{instance="",job="old"} 7' || E'\\n', 'UTF8'), '', false, NULL);
+        INSERT INTO pushgw_log VALUES (1, '[["job","old"]]', 1700000000), (2, '[["job","old"]]', 1700000000);
+    """, database=db, user=postgres_server.app_user)
+    with replica(url) as a, replica(url) as b:
+        assert pushed(a) == {("m", (("instance", ""), ("job", "old"))): 7.0}
+        assert requests.put(a.url + "/metrics/job/new", data=b"n 1\n", timeout=TIMEOUT).status_code == 200
+        assert value_on(b, "new", "n") == 1.0 and value_on(b, "old", "m") == 7.0
+    assert "2" in postgres_server.psql("SELECT value FROM pushgw_meta", database=db)
+    assert "changes" in postgres_server.psql(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'pushgw_log'", database=db)
+
+
 def test_password_from_pgpassfile(postgres_server, tmp_path):
     url = postgres_server.create_database(owner=postgres_server.password_user)
     db = database_name(url)

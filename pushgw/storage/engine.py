@@ -24,14 +24,15 @@ class DatabaseError(Exception):
 class RemoteChanges:
     """What other replicas committed after this one's position, up to ``position``.
 
-    ``writes`` are the group writes of every transaction in between, to
-    apply in order; or, when the replica fell out of the change log,
+    ``entries`` are the group writes of every transaction in between, one
+    list per transaction, to apply in order; or, when the replica fell out
+    of the change log,
     ``reload`` is the whole state at ``position`` (any other group is gone).
     ``committed_at`` is when the newest of them committed.
     """
 
     position: int
-    writes: list[GroupWrite] = field(default_factory=list)
+    entries: list[list[GroupWrite]] = field(default_factory=list)
     reload: list[GroupRow] | None = None
     committed_at: float | None = None
 

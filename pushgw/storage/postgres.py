@@ -306,7 +306,7 @@ class PostgresDatabase:
                 if remote is None:  # fell out of the log; nobody writes while we hold the lock
                     remote = RemoteChanges(_head(rows), reload=await _read_groups(conn, None))
                 self.position = remote.position
-                transaction = PostgresTransaction(conn, remote.position, remote if remote.writes or
+                transaction = PostgresTransaction(conn, remote.position, remote if remote.entries or
                                                   remote.reload is not None else None)
                 yield transaction
                 if not transaction.committed:
@@ -394,12 +394,10 @@ def _remote(position: int, rows: list) -> RemoteChanges | None:
         return RemoteChanges(head)
     if head < position or len(entries) != head - position or entries[0][0] != position + 1:
         return None
-    writes: list[GroupWrite] = []
-    for _, _, changes in entries:
-        if changes == changelog.RELOAD:
-            return None
-        writes += changelog.decode(changes)
-    return RemoteChanges(head, writes, committed_at=entries[-1][1])
+    if any(changes == changelog.RELOAD for _, _, changes in entries):
+        return None
+    return RemoteChanges(head, [changelog.decode(changes) for _, _, changes in entries],
+                         committed_at=entries[-1][1])
 
 
 async def _read_groups(conn: asyncpg.Connection, groupings: list[str] | None) -> list[GroupRow]:

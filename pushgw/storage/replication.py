@@ -48,8 +48,8 @@ def apply_remote(store: MetricStore, remote: RemoteChanges) -> None:
             store.delete(dict(key))
         for row in remote.reload:
             restore_row(store, row)
-    for write in remote.writes:
-        take_in(store, write)
+    for writes in remote.entries:
+        take_in(store, writes)
     store.expire()  # a restored group may have expired meanwhile: every replica drops it alike
 
 

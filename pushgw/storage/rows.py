@@ -150,14 +150,14 @@ def restore_row(store: MetricStore, row: GroupRow) -> None:
                   families, row.problem)
 
 
-def take_in(store: MetricStore, write: GroupWrite) -> None:
-    """Apply a write another replica committed (from the change log)."""
-    labels = grouping_labels(write.grouping)
-    if write.row is None:
-        store.delete(labels)
-        return
-    families = {name: None if f is None else (family_of(f), f.quarantined) for name, f in write.families.items()}
-    store.take_in(labels, *write.row, families, write.replace_all)
+def take_in(store: MetricStore, writes: list[GroupWrite]) -> None:
+    """Apply the writes of one transaction another replica committed (a change log entry)."""
+    store.take_in([
+        (grouping_labels(w.grouping), w.row,
+         {name: None if f is None else (family_of(f), f.quarantined) for name, f in w.families.items()},
+         w.replace_all)
+        for w in writes
+    ])
 
 
 def family_of(row: FamilyRow) -> StoredFamily:

@@ -129,6 +129,16 @@ class Change:
     names: frozenset[str] | None
 
 
+# Another replica's committed write of one group (see MetricStore.take_in):
+# labels, (push_time, failure_time, ttl, problem) or None, families, replace_all.
+RemoteWrite = tuple[
+    dict[str, str],
+    "tuple[float, float, float, str | None] | None",
+    "dict[str, tuple[StoredFamily, bool] | None]",
+    bool,
+]
+
+
 @dataclass(slots=True)
 class _NameEntry:
     """Every stored family of one name, across groups."""
@@ -309,48 +319,54 @@ class MetricStore:
                 self._set_time_family(key, group, name, value, value)
         self._schedule_expiry(key, group)
 
-    def take_in(
-        self,
-        labels: dict[str, str],
-        push_time: float,
-        failure_time: float,
-        ttl: float,
-        problem: str | None,
-        families: dict[str, tuple[StoredFamily, bool] | None],
-        replace_all: bool,
-    ) -> None:
-        """Apply a change another replica committed: nothing is checked again.
+    def take_in(self, batch: list[RemoteWrite]) -> None:
+        """Apply one transaction another replica committed: nothing is checked again.
 
-        ``families`` maps a name to its (stored family, quarantined) pair as
-        that replica made it, series order included, or to None where it went;
-        ``replace_all``: the group holds no other family. As in :meth:`apply`,
-        a family with the series the group already holds keeps their index
-        entries; only new series are hashed.
+        Each write holds a group's labels, its row (push time, failure time,
+        TTL, problem; None: the group is gone), its families as that replica
+        made them, series order included ((stored, quarantined), or None where
+        one went), and whether the group holds no other family. At most one
+        write per group: the group as the transaction left it.
+
+        What goes or is replaced leaves the index before anything comes back:
+        applied group by group, a name could otherwise keep a type that only
+        an earlier state of the batch had. A family with the series it
+        replaces keeps their hashes, as in :meth:`apply`.
         """
         self.index_pending()
-        key = group_key(labels)
-        group = self._get_or_create(labels, key)
-        if replace_all:
-            for name in [n for n in group.families if n not in families]:
-                self._remove(key, group, name)
-            group.quarantined.clear()
-        for name, held in families.items():
-            if name in group.families and (held is None or held[1]):
-                self._remove(key, group, name)
-            group.quarantined.pop(name, None)
-            if held is None:
+        replaced: dict[tuple[GroupKey, str], StoredFamily] = {}
+        keys = [group_key(labels) for labels, *_ in batch]
+        for key, (_, row, families, replace_all) in zip(keys, batch):
+            group = self.groups.get(key)
+            if group is None:
                 continue
-            stored, quarantined = held
-            if quarantined:
-                group.quarantined[name] = stored
+            if row is None:
+                self._delete(key)
                 continue
-            old = group.families.get(name)
-            stored.hashes = old.hashes if _same_series(old, stored) else series_hashes(
-                stored.name, stored.type, stored.lines
-            )
-            self._put(key, group, stored)
-        group.push_time, group.failure_time, group.ttl, group.problem = push_time, failure_time, ttl, problem
-        self._schedule_expiry(key, group)
+            for name in list(group.families) if replace_all else [n for n in families if n in group.families]:
+                replaced[key, name] = group.families[name]
+                self._remove(key, group, name)
+            if replace_all:
+                group.quarantined.clear()
+        for key, (labels, row, families, _) in zip(keys, batch):
+            if row is None:
+                continue
+            group = self._get_or_create(labels, key)
+            for name, held in families.items():
+                group.quarantined.pop(name, None)
+                if held is None:
+                    continue
+                stored, quarantined = held
+                if quarantined:
+                    group.quarantined[name] = stored
+                    continue
+                old = replaced.get((key, name))
+                stored.hashes = old.hashes if _same_series(old, stored) else series_hashes(
+                    stored.name, stored.type, stored.lines
+                )
+                self._add(key, group, stored)
+            group.push_time, group.failure_time, group.ttl, group.problem = row
+            self._schedule_expiry(key, group)
 
     def index_pending(self, max_series: int | None = None) -> bool:
         """Add restored families to the index by series; True when none is left.
