@@ -99,6 +99,10 @@ MIGRATIONS: dict[int, str] = {
         -- Entries are read a few times and soon dropped: not worth compressing.
         ALTER TABLE pushgw_log ALTER COLUMN changes SET STORAGE EXTERNAL;
 
+        -- Advisory lock keys, with the head table's oid (one gateway per schema):
+        -- 1886745345, the writers' lock, held by a session from pushgw_begin to
+        -- pushgw_commit; 1886745346, held by pushgw_commit until its commit is visible.
+
         -- The writers' lock (until pushgw_commit), once the previous holder's
         -- commit is visible; the head, then the log entries after _after.
         CREATE FUNCTION pushgw_begin(_after bigint, _timeout text)
