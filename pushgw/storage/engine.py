@@ -25,10 +25,9 @@ class RemoteChanges:
     """What other replicas committed after this one's position, up to ``position``.
 
     ``entries`` are the group writes of every transaction in between, one
-    list per transaction, to apply in order; or, when the replica fell out
-    of the change log,
-    ``reload`` is the whole state at ``position`` (any other group is gone).
-    ``committed_at`` is when the newest of them committed.
+    list per transaction, to apply in order. A replica that fell out of the
+    change log gets ``reload`` instead: the whole state at ``position`` (any
+    other group is gone). ``committed_at`` is when the newest one committed.
     """
 
     position: int
