@@ -7,7 +7,8 @@ PostgreSQL database shared with other replicas; and every read starts with
 
 It also runs the gateway's background work: loading the database at start
 (``/-/ready`` answers 503 until that is done), the group-commit writer, the
-follower of other replicas' changes, and the sweep that removes expired groups.
+follower of other replicas' changes and the checkpoints (in a cluster), and
+the sweep that removes expired groups.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pushgw.exposition.scrape import Exposition
 from pushgw.grouping import format_group
 from pushgw.handler.workers import Preparer
 from pushgw.selfmetrics import GatewayMetrics
+from pushgw.storage.checkpoint import Checkpointer
 from pushgw.storage.engine import DatabaseError, Engine, is_postgres_url, open_engine
 from pushgw.storage.family import PreparedPush
 from pushgw.storage.limits import Limits
@@ -235,9 +237,10 @@ class Gateway:
                 pause = min(2 * pause, OPEN_RETRY_MAX)
         self._opening_failure = None
         if engine.shared:  # other replicas write to it too: follow them
-            self.follower = Follower(engine, self.store, self.writer.lock)  # type: ignore[arg-type]
+            self.follower = Follower(engine, self.store, self.writer)  # type: ignore[arg-type]
             self.metrics.watch_follower(self.follower)
             self._spawn(self.follower.run())
+            self._spawn(Checkpointer(engine, self.store, self.writer.lock).run())  # type: ignore[arg-type]
         self._spawn(self.writer.run())
         self._ready.set()
         while not self.store.index_pending(INDEX_SLICE):  # scrapes first, see there

@@ -24,7 +24,7 @@ import aiosqlite
 from pushgw.storage.engine import is_postgres_url
 from pushgw.storage.family import TIME_NAMES, count_series
 from pushgw.storage.official import OfficialFileError, read_official
-from pushgw.storage.rows import GroupRow, GroupWrite
+from pushgw.storage.rows import GroupRow, GroupWrite, row_write
 from pushgw.storage.sqlite import SQLITE_MAGIC, Database, DatabaseError, check_file
 
 
@@ -80,11 +80,7 @@ async def _read_pushgw(path: str) -> list[GroupWrite]:
 
 
 def _writes(rows: list[GroupRow]) -> list[GroupWrite]:
-    return [
-        GroupWrite(row.grouping, (row.push_time, row.failure_time, row.ttl, row.problem),
-                   {f.name: f for f in row.families}, replace_all=True)
-        for row in rows
-    ]
+    return [row_write(row) for row in rows]
 
 
 async def write_destination(path: str, writes: list[GroupWrite], replace: bool) -> None:

@@ -114,7 +114,7 @@ def test_foreign_tables_and_newer_schema_refuse_start(postgres_server):
 
 def test_schema_1_is_upgraded_with_its_groups(postgres_server):
     """Schema 1 (a log entry per group, no functions) as an older pushgw left it."""
-    from pushgw.storage.postgres import MIGRATIONS
+    from pushgw.storage.postgres import MIGRATIONS, SCHEMA_VERSION
 
     url = postgres_server.create_database()
     db = database_name(url)
@@ -130,9 +130,11 @@ def test_schema_1_is_upgraded_with_its_groups(postgres_server):
         assert pushed(a) == {("m", (("instance", ""), ("job", "old"))): 7.0}
         assert requests.put(a.url + "/metrics/job/new", data=b"n 1\n", timeout=TIMEOUT).status_code == 200
         assert value_on(b, "new", "n") == 1.0 and value_on(b, "old", "m") == 7.0
-    assert "2" in postgres_server.psql("SELECT value FROM pushgw_meta", database=db)
+    assert postgres_server.psql("SELECT value FROM pushgw_meta", database=db).strip() == str(SCHEMA_VERSION)
     assert "changes" in postgres_server.psql(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'pushgw_log'", database=db)
+    # The checkpoint started at the old head (2), where the tables were, and moved on.
+    assert int(postgres_server.psql("SELECT position FROM pushgw_checkpoint", database=db)) >= 2
 
 
 def test_password_from_pgpassfile(postgres_server, tmp_path):

@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pushgw.storage.rows import GroupRow, GroupWrite
+
+if TYPE_CHECKING:
+    from pushgw.storage.checkpoint import ChangedGroups
 
 
 class DatabaseError(Exception):
@@ -73,6 +76,15 @@ class Replicated(Engine, Protocol):
 
     async def notified(self, timeout: float) -> int | None:
         """The next position another replica announced, or None after ``timeout``."""
+
+    # Which groups changed after the newest checkpoint known (pushgw/storage/checkpoint.py).
+    changed: ChangedGroups
+
+    async def is_checkpointer(self) -> bool:
+        """Whether this replica is the one that writes checkpoints now."""
+
+    async def checkpoint(self, position: int, writes: list[GroupWrite]) -> None:
+        """Write the groups changed since the last checkpoint as of ``position`` (whole)."""
 
 
 def is_postgres_url(target: str) -> bool:

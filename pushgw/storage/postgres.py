@@ -5,22 +5,28 @@ replicas follow each other (see pushgw/storage/replication.py):
 
 * ``pushgw_head`` has one row, the newest log position;
 * ``pushgw_log`` has one entry per transaction, at consecutive positions:
-  the group writes it made (pushgw/storage/changelog.py). A commit
-  announces its position with NOTIFY.
+  the group writes it made (pushgw/storage/changelog.py). A commit after a
+  quiet spell (QUIET) announces its position with NOTIFY; followers look
+  at the log often while commits keep coming (pushgw/storage/replication.py);
+* ``pushgw_groups`` and ``pushgw_families`` hold the whole state as of the
+  log position in ``pushgw_checkpoint``, which one replica moves forward
+  every few seconds (pushgw/storage/checkpoint.py). The whole state is
+  those rows plus the log entries after them, which are all kept.
 
 Writers of all replicas take turns under one lock, each after taking in
-what the ones before it committed. Two functions of the schema make a
-turn two round trips, so that the lock is held for as little as possible:
+what the ones before it committed. A turn writes only its log entry, and
+two functions of the schema make it two round trips, so that the lock is
+held for as little as possible:
 
 * ``pushgw_begin`` takes the lock (a session advisory lock), waits until
   the previous holder's commit is visible, and returns the log entries
   after the caller's position;
-* ``pushgw_commit`` writes the rows and the log entry and hands the lock
-  on; the next writer waits only for this commit to be visible (an
-  advisory lock held to the end of the transaction), not for our replica
-  to send a COMMIT. A writer that fails in between drops its connection,
-  and the lock with it; one that stalls is cut off by the server
-  (``idle_session_timeout``, PostgreSQL 14 and later).
+* ``pushgw_commit`` appends the log entry and hands the lock on; the next
+  writer waits only for this commit to be visible (an advisory lock held to
+  the end of the transaction), not for our replica to send a COMMIT. A
+  writer that fails in between drops its connection, and the lock with it;
+  one that stalls is cut off by the server (``idle_session_timeout``,
+  PostgreSQL 14 and later).
 
 asyncpg reads the standard PG* environment variables and the password file,
 so the URL needs no password. A schema of our own is created on first start
@@ -40,13 +46,17 @@ from typing import Any
 import asyncpg
 
 from pushgw.storage import changelog
+from pushgw.storage.checkpoint import ChangedGroups
 from pushgw.storage.engine import DatabaseError, RemoteChanges
-from pushgw.storage.rows import FamilyRow, GroupRow, GroupWrite, added_inf_indices, statements
+from pushgw.storage.rows import (
+    FamilyRow, GroupRow, GroupWrite, added_inf_indices, apply_writes, row_write, statements,
+)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CHANNEL = "pushgw_log"
 LOCK_ID = 0x70757367  # advisory lock held while the schema is created or upgraded
-LOG_KEEP = 100_000  # log entries (transactions) kept; a replica further behind reloads everything
+LOG_KEEP = 100_000  # log entries (transactions) kept before the checkpoint; a replica further behind reloads
+QUIET = 0.05  # seconds: a commit this long after the previous one is announced (NOTIFY)
 LOCK_TIMEOUT = "15s"  # a replica holding the writers' lock this long without a word is cut off
 CONNECT_TIMEOUT = 5.0  # seconds
 COMMAND_TIMEOUT = 30.0  # seconds; a statement past it fails its batch (503) instead of hanging
@@ -56,7 +66,7 @@ SESSION = {
     "application_name": "pushgw",
 }
 
-TABLES = ("pushgw_meta", "pushgw_head", "pushgw_groups", "pushgw_families", "pushgw_log")
+TABLES = ("pushgw_meta", "pushgw_head", "pushgw_groups", "pushgw_families", "pushgw_log", "pushgw_checkpoint")
 
 # MIGRATIONS[n] brings a schema from version n to n + 1.
 MIGRATIONS: dict[int, str] = {
@@ -181,6 +191,121 @@ MIGRATIONS: dict[int, str] = {
             RETURN _head;
         END $$;
     """,
+    2: """
+        -- A turn writes only its log entry; the tables hold the state as of
+        -- pushgw_checkpoint.position, moved forward by one replica at a time.
+        CREATE TABLE pushgw_checkpoint (id integer PRIMARY KEY CHECK (id = 1), position bigint NOT NULL);
+        INSERT INTO pushgw_checkpoint SELECT 1, h.position FROM pushgw_head h;
+        ALTER TABLE pushgw_head ADD COLUMN committed_at timestamptz NOT NULL DEFAULT '-infinity';
+        DROP FUNCTION pushgw_begin(bigint, text);
+        DROP FUNCTION pushgw_commit(text[], text[], text[], float8[], float8[], float8[], text[], text[],
+            text[], text[], text[], text[], text[], float8[], bytea[], text[], boolean[], bytea[], bytea,
+            float8, bigint, text);
+
+        -- Advisory lock keys, with the head table's oid (one gateway per schema):
+        -- 1886745345, the writers' lock, held by a session from pushgw_begin to
+        -- pushgw_commit; 1886745346, held by pushgw_commit until its commit is
+        -- visible; 1886745347, the checkpointer's, held by one replica's session.
+
+        -- The writers' lock (until pushgw_commit), once the previous holder's
+        -- commit is visible; the head (with the checkpoint position), then the
+        -- log entries after _after.
+        CREATE FUNCTION pushgw_begin(_after bigint, _timeout text)
+        RETURNS TABLE (log_position bigint, log_committed_at float8, log_changes bytea, checkpoint bigint)
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            _key int := 'pushgw_head'::regclass::oid::int;
+        BEGIN
+            PERFORM pg_advisory_lock(1886745345, _key);
+            PERFORM pg_advisory_xact_lock_shared(1886745346, _key);
+            IF current_setting('server_version_num')::int >= 140000 THEN
+                PERFORM set_config('idle_session_timeout', _timeout, false);
+            END IF;
+            RETURN QUERY SELECT h.position, NULL::float8, NULL::bytea, c.position
+                FROM pushgw_head h, pushgw_checkpoint c;
+            RETURN QUERY SELECT l.position, l.committed_at, l.changes, NULL::bigint FROM pushgw_log l
+                WHERE l.position > _after ORDER BY l.position;
+        END $$;
+
+        -- A batch's log entry (none if _changes is NULL), then the lock goes
+        -- to the next writer, who waits until this commit is visible. Only a
+        -- commit _quiet seconds after the previous one is announced: waking
+        -- every listener at each commit would cost more than the followers'
+        -- looks at the log while commits keep coming.
+        CREATE FUNCTION pushgw_commit(_changes bytea, _committed_at float8, _keep bigint, _channel text,
+            _quiet float8)
+        RETURNS bigint LANGUAGE plpgsql AS $$
+        DECLARE
+            _key int := 'pushgw_head'::regclass::oid::int;
+            _head bigint;
+            _previous timestamptz;
+        BEGIN
+            PERFORM pg_advisory_xact_lock(1886745346, _key);
+            IF _changes IS NULL THEN
+                SELECT h.position INTO _head FROM pushgw_head h WHERE h.id = 1;
+            ELSE
+                SELECT h.committed_at INTO _previous FROM pushgw_head h WHERE h.id = 1;
+                UPDATE pushgw_head h SET position = h.position + 1, committed_at = clock_timestamp()
+                    WHERE h.id = 1 RETURNING h.position INTO _head;
+                INSERT INTO pushgw_log (position, committed_at, changes) VALUES (_head, _committed_at, _changes);
+                IF _head % 1000 = 0 THEN  -- now and then: drop what neither a replica nor the tables need
+                    DELETE FROM pushgw_log l WHERE l.position <= LEAST(_head - _keep,
+                        (SELECT c.position FROM pushgw_checkpoint c WHERE c.id = 1));
+                END IF;
+                IF _previous < clock_timestamp() - make_interval(secs => _quiet) THEN
+                    PERFORM pg_notify(_channel, _head::text);
+                END IF;
+            END IF;
+            IF current_setting('server_version_num')::int >= 140000 THEN
+                PERFORM set_config('idle_session_timeout', '0', false);
+            END IF;
+            IF NOT pg_advisory_unlock(1886745345, _key) THEN
+                RAISE EXCEPTION 'pushgw: this session does not hold the writers'' lock';
+            END IF;
+            RETURN _head;
+        END $$;
+
+        -- Whole groups as of log position _position (_gone: deleted ones), and
+        -- the checkpoint moves there; unless it already is there or further.
+        -- Returns the checkpoint position.
+        CREATE FUNCTION pushgw_write_checkpoint(
+            _position bigint, _whole text[], _gone text[],
+            _g_grouping text[], _g_push float8[], _g_failure float8[], _g_ttl float8[], _g_problem text[],
+            _f_grouping text[], _f_name text[], _f_type text[], _f_help text[], _f_pushed float8[],
+            _f_lines bytea[], _f_added text[], _f_quarantined boolean[], _f_proto bytea[]
+        ) RETURNS bigint LANGUAGE plpgsql AS $$
+        DECLARE
+            _at bigint;
+        BEGIN
+            SELECT c.position INTO _at FROM pushgw_checkpoint c WHERE c.id = 1 FOR UPDATE;
+            IF _at >= _position THEN
+                RETURN _at;
+            END IF;
+            -- Families that stay are updated in place below, not deleted first.
+            IF cardinality(_whole) > 0 THEN
+                DELETE FROM pushgw_families f WHERE f.grouping = ANY(_whole) AND NOT EXISTS (
+                    SELECT 1 FROM unnest(_f_grouping, _f_name) AS w(grouping, name)
+                    WHERE w.grouping = f.grouping AND w.name = f.name);
+            END IF;
+            IF cardinality(_gone) > 0 THEN
+                DELETE FROM pushgw_groups g WHERE g.grouping = ANY(_gone);
+            END IF;
+            INSERT INTO pushgw_groups (grouping, push_time, failure_time, ttl, problem)
+                SELECT * FROM unnest(_g_grouping, _g_push, _g_failure, _g_ttl, _g_problem)
+                ON CONFLICT (grouping) DO UPDATE SET push_time = EXCLUDED.push_time,
+                    failure_time = EXCLUDED.failure_time, ttl = EXCLUDED.ttl, problem = EXCLUDED.problem;
+            INSERT INTO pushgw_families (grouping, name, type, help, pushed_at, lines, added_inf,
+                    quarantined, proto)
+                SELECT * FROM unnest(_f_grouping, _f_name, _f_type, _f_help, _f_pushed, _f_lines,
+                    _f_added, _f_quarantined, _f_proto)
+                ON CONFLICT (grouping, name) DO UPDATE SET type = EXCLUDED.type, help = EXCLUDED.help,
+                    pushed_at = EXCLUDED.pushed_at, lines = EXCLUDED.lines,
+                    added_inf = EXCLUDED.added_inf, quarantined = EXCLUDED.quarantined,
+                    proto = EXCLUDED.proto;
+            UPDATE pushgw_checkpoint c SET position = _position WHERE c.id = 1;
+            RETURN _position;
+        END $$;
+    """,
 }
 
 # Errors that mean "the database is away", as opposed to a refusal of ours.
@@ -188,18 +313,22 @@ UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, a
 
 
 class PostgresDatabase:
-    """A pool of connections for transactions and reads, and one that listens."""
+    """A pool of connections for transactions and reads, one that listens, and
+    one that holds the checkpointer's lock if this replica has it."""
 
     shared = True  # every replica of the gateway writes to it
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.position = 0  # the log position the local store holds
+        self.changed = ChangedGroups()  # for the next checkpoint
         self.reconnects = 0  # connections opened again after one was lost
         self.observe_roundtrip: Callable[[float], None] = lambda seconds: None
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._notified: asyncio.Queue[int] = asyncio.Queue()
+        self._checkpointer: asyncpg.Connection | None = None  # holding the lock if _checkpointing
+        self._checkpointing = False
         self._lost = 0  # connections lost and not yet opened again
         self._closing = False
 
@@ -229,8 +358,9 @@ class PostgresDatabase:
 
     async def close(self) -> None:
         self._closing = True
-        if self._listener is not None:
-            self._listener.terminate()
+        for conn in (self._listener, self._checkpointer):
+            if conn is not None:
+                conn.terminate()
         self._pool.terminate()
 
     async def _opened(self, conn: asyncpg.Connection) -> None:
@@ -247,10 +377,8 @@ class PostgresDatabase:
 
     async def load(self) -> list[GroupRow]:
         """The whole state, as of one log position (which becomes ours)."""
-        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            head = await conn.fetchval("SELECT position FROM pushgw_head WHERE id = 1")
-            groups = await _read_groups(conn, None)
-        self.position = head
+        async with self._pool.acquire() as conn:
+            self.position, groups = await self._read_state(conn)
         return groups
 
     async def head(self) -> int:
@@ -263,12 +391,10 @@ class PostgresDatabase:
     async def changes_since(self, position: int) -> RemoteChanges:
         """What was committed after ``position``, as of one snapshot."""
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(FOLLOW, position)
-            remote = _remote(position, rows)
+            remote = self._follow(position, await conn.fetch(FOLLOW, position))
             if remote is None:  # fell out of the log
-                async with conn.transaction(isolation="repeatable_read", readonly=True):
-                    head = await conn.fetchval("SELECT position FROM pushgw_head WHERE id = 1")
-                    remote = RemoteChanges(head, reload=await _read_groups(conn, None))
+                head, groups = await self._read_state(conn)
+                remote = RemoteChanges(head, reload=groups)
         return remote
 
     async def notified(self, timeout: float) -> int | None:
@@ -294,6 +420,27 @@ class PostgresDatabase:
         except ValueError:
             pass  # not one of ours: positions are all we send
 
+    def _follow(self, position: int, rows: list) -> RemoteChanges | None:
+        """The changes after ``position`` from head and log rows (FOLLOW, pushgw_begin),
+        noted for the next checkpoint; None when the log no longer holds them all."""
+        head, _, _, checkpoint = _head_row(rows)
+        self.changed.checkpointed(checkpoint)
+        remote = _remote(position, head, rows)
+        if remote is not None:
+            for at, writes in enumerate(remote.entries, start=position + 1):
+                self.changed.add(at, writes)
+        return remote
+
+    async def _read_state(self, conn: asyncpg.Connection) -> tuple[int, list[GroupRow]]:
+        """The whole state and its log position: the checkpoint's rows, brought
+        forward by the log entries after it, all in one snapshot."""
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            head, checkpoint, groups, entries = await _state_at_head(conn)
+        self.changed.reset(checkpoint)
+        for at, writes in entries:
+            self.changed.add(at, writes)
+        return head, list(groups.values())
+
     # --- writing ---------------------------------------------------------------
 
     @asynccontextmanager
@@ -306,12 +453,13 @@ class PostgresDatabase:
         async with self._pool.acquire() as conn:
             try:
                 rows = await conn.fetch("SELECT * FROM pushgw_begin($1, $2)", self.position, LOCK_TIMEOUT)
-                remote = _remote(self.position, rows)
+                remote = self._follow(self.position, rows)
                 if remote is None:  # fell out of the log; nobody writes while we hold the lock
-                    remote = RemoteChanges(_head(rows), reload=await _read_groups(conn, None))
+                    head, groups = await self._read_state(conn)
+                    remote = RemoteChanges(head, reload=groups)
                 self.position = remote.position
-                transaction = PostgresTransaction(conn, remote.position, remote if remote.entries or
-                                                  remote.reload is not None else None)
+                transaction = PostgresTransaction(conn, self.changed, remote.position,
+                                                  remote if remote.entries or remote.reload is not None else None)
                 yield transaction
                 if not transaction.committed:
                     await transaction.write([])  # hands the lock on
@@ -321,43 +469,83 @@ class PostgresDatabase:
         self.position = transaction.position
 
     async def write(self, writes: Iterable[GroupWrite]) -> None:
-        """One batch (``pushgw migrate``): replicas running on the database reload."""
+        """One batch (``pushgw migrate``) on top of the whole state, written out as a new
+        checkpoint; replicas running on the database reload."""
         async with self.transaction() as tx:
-            await tx.write(writes, reload=True)
+            await tx.write_whole(writes)
 
     async def probe(self) -> None:
         await self.head()
+
+    # --- checkpoints -------------------------------------------------------------
+
+    async def is_checkpointer(self) -> bool:
+        """Whether this replica holds the checkpointer's lock: the first to ask has it
+        for as long as its session lives, then the next to ask."""
+        if self._checkpointer is None or self._checkpointer.is_closed():
+            self._checkpointing = False
+            self._checkpointer = await _connect(self.url)
+            await self._opened(self._checkpointer)
+        if not self._checkpointing:
+            self._checkpointing = await self._checkpointer.fetchval(
+                "SELECT pg_try_advisory_lock(1886745347, 'pushgw_head'::regclass::oid::int)")
+        return self._checkpointing
+
+    async def checkpoint(self, position: int, writes: list[GroupWrite]) -> None:
+        """The groups changed since the last checkpoint, whole as of ``position``."""
+        async with self._pool.acquire() as conn:
+            self.changed.checkpointed(await conn.fetchval(WRITE_CHECKPOINT, position, *_whole_columns(writes)))
 
 
 class PostgresTransaction:
     """A writer's turn in :meth:`PostgresDatabase.transaction`."""
 
-    def __init__(self, conn: asyncpg.Connection, head: int, remote: RemoteChanges | None) -> None:
+    def __init__(self, conn: asyncpg.Connection, changed: ChangedGroups, head: int,
+                 remote: RemoteChanges | None) -> None:
         self.remote = remote
         self.position = head  # the head after this transaction
         self.committed = False
         self._conn = conn
+        self._changed = changed
 
-    async def write(self, writes: Iterable[GroupWrite], reload: bool = False) -> None:
-        """Write the rows and their log entry and commit, in one round trip."""
+    async def write(self, writes: Iterable[GroupWrite]) -> None:
+        """Append the log entry and commit, in one round trip."""
         assert not self.committed, "one write per transaction"
         writes = list(writes)
-        batch = statements(writes)
-        entry = None if not writes else changelog.RELOAD if reload else changelog.encode(writes)
-        self.position = await self._conn.fetchval(
-            COMMIT, batch.whole, batch.gone, *_columns(batch.groups, 5), *_columns(batch.family_deletes, 2),
-            *_columns(batch.families, 9), entry, time.time(), LOG_KEEP, CHANNEL,
-        )
+        entry = changelog.encode(writes) if writes else None
+        self.position = await self._conn.fetchval(COMMIT, entry, time.time(), LOG_KEEP, CHANNEL, QUIET)
         self.committed = True
+        if writes:
+            self._changed.add(self.position, writes)
+
+    async def write_whole(self, writes: Iterable[GroupWrite]) -> None:
+        """Apply writes to the whole state and store the result as a checkpoint at a new
+        position, whose log entry tells the replicas to reload."""
+        assert not self.committed, "one write per transaction"
+        conn = self._conn
+        async with conn.transaction(isolation="repeatable_read"):
+            # Before the snapshot is taken: a checkpoint being written is waited for.
+            await conn.execute("LOCK TABLE pushgw_checkpoint IN EXCLUSIVE MODE")
+            _, _, groups, _ = await _state_at_head(conn)
+            apply_writes(groups, writes)
+            await conn.execute("DELETE FROM pushgw_families; DELETE FROM pushgw_groups")
+            self.position = await conn.fetchval(COMMIT, changelog.RELOAD, time.time(), LOG_KEEP, CHANNEL, 0.0)
+            await conn.fetchval(WRITE_CHECKPOINT, self.position,
+                                *_whole_columns([row_write(row) for row in groups.values()]))
+        self.committed = True
+        self._changed.reset(self.position)
 
 
-COMMIT = "SELECT pushgw_commit(" + ", ".join(f"${i}" for i in range(1, 23)) + ")"
+COMMIT = "SELECT pushgw_commit($1, $2, $3, $4, $5)"
+WRITE_CHECKPOINT = "SELECT pushgw_write_checkpoint(" + ", ".join(f"${i}" for i in range(1, 18)) + ")"
 
-# The head (no changes), and the log entries after $1, in one snapshot (a follower's read).
+# The head (no changes) with the checkpoint, and the log entries after $1, in
+# one snapshot (a follower's read).
 FOLLOW = """
-SELECT h.position, NULL::float8, NULL::bytea FROM pushgw_head h WHERE h.id = 1
+SELECT h.position, NULL::float8, NULL::bytea, c.position FROM pushgw_head h, pushgw_checkpoint c
 UNION ALL
-(SELECT l.position, l.committed_at, l.changes FROM pushgw_log l WHERE l.position > $1 ORDER BY l.position)
+(SELECT l.position, l.committed_at, l.changes, NULL::bigint FROM pushgw_log l WHERE l.position > $1
+ ORDER BY l.position)
 """
 
 
@@ -379,42 +567,67 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+def _whole_columns(writes: list[GroupWrite]) -> list[list]:
+    """Whole-group writes as pushgw_write_checkpoint's arrays, one per column."""
+    batch = statements(writes)
+    assert not batch.family_deletes, "a checkpoint writes whole groups"
+    return [batch.whole, batch.gone, *_columns(batch.groups, 5), *_columns(batch.families, 9)]
+
+
 def _columns(rows: list[tuple], width: int) -> list[list]:
     """Rows to one list per column, for unnest()."""
     return [list(column) for column in zip(*rows)] if rows else [[] for _ in range(width)]
 
 
-def _head(rows: list) -> int:
-    """The head's row among log rows: the one without changes."""
-    return next(row[0] for row in rows if row[2] is None)
+def _head_row(rows: list) -> tuple:
+    """The head's row among log rows: the one without changes (head, -, -, checkpoint)."""
+    return next(row for row in rows if row[2] is None)
 
 
-def _remote(position: int, rows: list) -> RemoteChanges | None:
-    """The changes after ``position`` from the head and log rows (FOLLOW, pushgw_begin);
-    None when the log no longer holds them all (or the database went back in time)."""
-    head = _head(rows)
+def _remote(position: int, head: int, rows: list) -> RemoteChanges | None:
+    """The changes from ``position`` to ``head`` among log rows; None when the log
+    no longer holds them all (or the database went back in time)."""
     entries = sorted((row for row in rows if row[2] is not None), key=itemgetter(0))
     if head == position:
         return RemoteChanges(head)
     if head < position or len(entries) != head - position or entries[0][0] != position + 1:
         return None
-    if any(changes == changelog.RELOAD for _, _, changes in entries):
+    if any(row[2] == changelog.RELOAD for row in entries):
         return None
-    return RemoteChanges(head, [changelog.decode(changes) for _, _, changes in entries],
-                         committed_at=entries[-1][1])
+    return RemoteChanges(head, [changelog.decode(row[2]) for row in entries], committed_at=entries[-1][1])
 
 
-async def _read_groups(conn: asyncpg.Connection, groupings: list[str] | None) -> list[GroupRow]:
-    """The rows of ``groupings`` (None: of every group)."""
-    where, args = ("", ()) if groupings is None else (" WHERE grouping = ANY($1::text[])", (groupings,))
+async def _state_at_head(
+    conn: asyncpg.Connection,
+) -> tuple[int, int, dict[str, GroupRow], list[tuple[int, list[GroupWrite]]]]:
+    """Head, checkpoint, the whole state at the head (by grouping), and the log entries
+    it took in; the caller's transaction makes it one snapshot."""
+    head, checkpoint = await conn.fetchrow(
+        "SELECT h.position, c.position FROM pushgw_head h, pushgw_checkpoint c")
+    groups = {row.grouping: row for row in await _read_groups(conn)}
+    entries = []
+    for at, changes in await conn.fetch(
+        "SELECT position, changes FROM pushgw_log WHERE position > $1 ORDER BY position", checkpoint
+    ):
+        if changes == changelog.RELOAD or at != checkpoint + len(entries) + 1:
+            raise DatabaseError(f"the change log after the checkpoint ({checkpoint}) is broken at {at}")
+        writes = changelog.decode(changes)
+        apply_writes(groups, writes)
+        entries.append((at, writes))
+    if checkpoint + len(entries) != head:
+        raise DatabaseError(f"the change log after the checkpoint ({checkpoint}) ends before the head ({head})")
+    return head, checkpoint, groups, entries
+
+
+async def _read_groups(conn: asyncpg.Connection) -> list[GroupRow]:
+    """The rows of every group (as of the checkpoint)."""
     groups: dict[str, GroupRow] = {}
     for grouping, push_time, failure_time, ttl, problem in await conn.fetch(
-        "SELECT grouping, push_time, failure_time, ttl, problem FROM pushgw_groups" + where, *args
+        "SELECT grouping, push_time, failure_time, ttl, problem FROM pushgw_groups"
     ):
         groups[grouping] = GroupRow(grouping, push_time, failure_time, ttl, problem, [])
     for grouping, name, type_, help_, pushed_at, lines, added_inf, bad, proto in await conn.fetch(
-        "SELECT grouping, name, type, help, pushed_at, lines, added_inf, quarantined, proto "
-        "FROM pushgw_families" + where, *args
+        "SELECT grouping, name, type, help, pushed_at, lines, added_inf, quarantined, proto FROM pushgw_families"
     ):
         group = groups.get(grouping)
         if group is not None:

@@ -26,22 +26,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pushgw.storage.engine import RemoteChanges, Replicated
 from pushgw.storage.rows import grouping_text, restore_row, take_in
-from pushgw.storage.store import MetricStore
+from pushgw.storage.store import Change, MetricStore
+
+if TYPE_CHECKING:
+    from pushgw.storage.writer import Writer
 
 log = logging.getLogger("pushgw.replication")
 
 POLL_INTERVAL = 1.0  # seconds: catch up even if a notification was lost
+# Commits in quick succession are not announced (waking every listener costs
+# the database more than a look at the log): after a change, a follower looks
+# every HOT_POLL for HOT_SPELL seconds, longer than the database's QUIET.
+HOT_POLL = 0.01  # seconds
+HOT_SPELL = 0.5  # seconds
 SYNC_TIMEOUT_WHILE_FAILING = 0.5  # seconds a read waits for a database known to be away
 RETRY_MIN, RETRY_MAX = 0.2, 5.0  # seconds between attempts while the database is away
 
 
-def apply_remote(store: MetricStore, remote: RemoteChanges) -> None:
-    """Take in other replicas' changes (already committed: nothing to undo)."""
+def apply_remote(store: MetricStore, remote: RemoteChanges) -> list[Change]:
+    """Take in other replicas' changes (already committed: nothing to undo).
+
+    Returns the groups whose time to live ran out meanwhile, dropped from
+    memory: the database still holds them until a writer deletes them."""
     if remote.reload is not None:
         keep = {row.grouping for row in remote.reload}
         for key in [k for k in store.groups if grouping_text(k) not in keep]:
@@ -50,16 +63,16 @@ def apply_remote(store: MetricStore, remote: RemoteChanges) -> None:
             restore_row(store, row)
     for writes in remote.entries:
         take_in(store, writes)
-    store.expire()  # a restored group may have expired meanwhile: every replica drops it alike
+    return store.expire()  # a restored group may have expired meanwhile: every replica drops it alike
 
 
 class Follower:
     """Keeps a replica's store up to date with the log, and reads fresh."""
 
-    def __init__(self, engine: Replicated, store: MetricStore, lock: asyncio.Lock) -> None:
+    def __init__(self, engine: Replicated, store: MetricStore, writer: Writer) -> None:
         self.engine = engine
         self.store = store
-        self.lock = lock  # the writer's: the store changes under it
+        self.writer = writer  # its lock is held while the store changes; it deletes expired groups
         self.observe_lag: Callable[[float], None] = lambda seconds: None
         self.failure: str | None = None  # why the last catch-up failed, until one succeeds
 
@@ -87,24 +100,31 @@ class Follower:
 
         The replication lag is observed only when following, not when a read
         catches up (that lag is the read's own wait, not replication's)."""
-        async with self.lock:
+        async with self.writer.lock:
             if target is not None and self.engine.position >= target:
                 return  # a batch or another catch-up got there meanwhile
             remote = await self.engine.changes_since(self.engine.position)
             if remote.position <= self.engine.position:
                 return
-            apply_remote(self.store, remote)
+            self.writer.expired(apply_remote(self.store, remote))
             self.engine.position = remote.position
         if remote.committed_at is not None and not read:
             self.observe_lag(max(0.0, time.time() - remote.committed_at))
 
     async def run(self) -> None:
-        """Follow notifications, and poll between them: one can be lost with a connection."""
+        """Follow the log: at a notification, every HOT_POLL while changes keep
+        coming, and every POLL_INTERVAL anyway (one can be lost with a connection)."""
         pause = RETRY_MIN
+        seen, changed_at = self.engine.position, -math.inf
         while True:
             try:
-                position = await self.engine.notified(POLL_INTERVAL)
-                if position is None or position > self.engine.position:
+                if self.engine.position != seen:  # by anyone: a follower, the writer's turns
+                    seen, changed_at = self.engine.position, time.monotonic()
+                hot = time.monotonic() - changed_at < HOT_SPELL
+                position = await self.engine.notified(HOT_POLL if hot else POLL_INTERVAL)
+                if self.writer.busy or (position is None and self.engine.position != seen):
+                    pass  # the writer's turns take in whatever was committed before them
+                elif position is None or position > self.engine.position:
                     await self.catch_up(position)
             except asyncio.CancelledError:
                 raise

@@ -95,6 +95,29 @@ def statements(writes: Iterable[GroupWrite]) -> Statements:
     return batch
 
 
+def row_write(row: GroupRow) -> GroupWrite:
+    """A group read back, to write whole."""
+    return GroupWrite(row.grouping, (row.push_time, row.failure_time, row.ttl, row.problem),
+                      {f.name: f for f in row.families}, replace_all=True)
+
+
+def apply_writes(groups: dict[str, GroupRow], writes: Iterable[GroupWrite]) -> None:
+    """Bring rows (by grouping) forward by one transaction's writes, as the SQL of
+    :func:`statements` would: the rows' counterpart of :func:`take_in`."""
+    for w in writes:
+        if w.row is None:
+            groups.pop(w.grouping, None)
+            continue
+        held = groups.get(w.grouping)
+        families = {} if held is None or w.replace_all else {f.name: f for f in held.families}
+        for name, family in w.families.items():
+            if family is None:
+                families.pop(name, None)
+            else:
+                families[name] = family
+        groups[w.grouping] = GroupRow(w.grouping, *w.row, list(families.values()))
+
+
 def added_inf_indices(text: str) -> tuple[int, ...]:
     """The added_inf column back to indices."""
     return tuple(int(i) for i in text.split(",") if i)

@@ -87,6 +87,12 @@ class Writer:
             self._expired.update(c.key for c in changes)
             self._wake.set()
 
+    @property
+    def busy(self) -> bool:
+        """A transaction is being written, or is about to be: it takes in whatever
+        was committed before it. (After a failure, nothing is until new work comes.)"""
+        return self._writing or self._wake.is_set()
+
     async def run(self) -> None:
         """The writer task: one transaction per batch of queued operations, forever."""
         while True:
@@ -146,7 +152,7 @@ class Writer:
                     expired, self._expired = self._expired, set()
                     taken = True
                     if tx.remote is not None:
-                        apply_remote(store, tx.remote)
+                        expired.update(c.key for c in apply_remote(store, tx.remote))
                     expired.update(c.key for c in store.expire())
                     for operation, future in batch:
                         try:
