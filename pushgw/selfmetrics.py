@@ -160,6 +160,12 @@ class _ClusterCollector:
             "Position in the cluster's change log that this replica's state holds.",
             value=getattr(engine, "position", 0),
         )
+        yield GaugeMetricFamily(
+            "pushgateway_replication_checkpoint_position",
+            "Newest checkpoint position this replica knows of: the database's tables hold the state "
+            "as of it, and the log after it is kept for starting replicas to apply.",
+            value=getattr(getattr(engine, "changed", None), "checkpoint", 0),
+        )
         yield CounterMetricFamily(
             "pushgateway_database_reconnects",
             "Connections to PostgreSQL opened again after one was lost.",

@@ -7,6 +7,7 @@ outside CI: ``PUSHGW_CLUSTER_KILL_CYCLES=200``, ``PUSHGW_CLUSTER_SECONDS=60``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -21,6 +22,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from postgres import fail_over, start_standby
+from pushgw.storage.checkpoint import CHECKPOINT_INTERVAL
+from pushgw.storage.postgres import PostgresDatabase
+from pushgw.storage.rows import grouping_labels
 from servers import ServerProcess, start_pushgw
 
 KILL_CYCLES = int(os.environ.get("PUSHGW_CLUSTER_KILL_CYCLES", "20"))
@@ -59,6 +63,25 @@ def value_on(server: ServerProcess, job: str, name: str) -> float | None:
         if name in group:
             return float(group[name]["metrics"][0]["value"])
     return None
+
+
+def metric_value(server: ServerProcess, name: str) -> float:
+    """One of the replica's own metrics (unlabelled)."""
+    text = requests.get(server.url + "/metrics", timeout=TIMEOUT).text
+    return next(s.value for family in text_string_to_metric_families(text)
+                for s in family.samples if s.name == name)
+
+
+def stored_jobs(url: str) -> set[str]:
+    """The jobs of every group the database holds: the checkpoint and the log after it."""
+    async def load() -> list:
+        engine = await PostgresDatabase.open(url)
+        try:
+            return await engine.load()
+        finally:
+            await engine.close()
+
+    return {dict(grouping_labels(row.grouping))["job"] for row in asyncio.run(load())}
 
 
 @pytest.fixture
@@ -256,15 +279,25 @@ def test_late_replica_catches_up_and_ttl_expiry_is_seen_everywhere(cluster, post
     time.sleep(2.2)
     for server in (a, b):
         assert value_on(server, "shortlived", "x") is None
-    db = database_name(postgres_url)
+    # Deleted from the state in the database (what a starting replica reads, expired or
+    # not) at once, and from the tables at the next checkpoint.
     deadline = time.monotonic() + 5
+    while "shortlived" in stored_jobs(postgres_url) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "shortlived" not in stored_jobs(postgres_url), "the expired group is still in the database"
+    db = database_name(postgres_url)
+    deadline = time.monotonic() + CHECKPOINT_INTERVAL + 5
     while time.monotonic() < deadline:
-        rows = postgres_server.psql("SELECT count(*) FROM pushgw_groups WHERE grouping LIKE '%shortlived%'",
-                                    database=db)
-        if rows.strip() == "0":
+        tables = postgres_server.psql("SELECT count(*) FROM pushgw_groups WHERE grouping LIKE '%\"g%'",
+                                      database=db)
+        if tables.strip() == "50":
             break
         time.sleep(0.2)
-    assert rows.strip() == "0", "the expired group is still in the database"
+    assert tables.strip() == "50", "no checkpoint wrote the groups into the tables"
+    assert "shortlived" not in postgres_server.psql("SELECT grouping FROM pushgw_groups", database=db)
+    checkpoint = int(postgres_server.psql("SELECT position FROM pushgw_checkpoint", database=db))
+    known = [metric_value(server, "pushgateway_replication_checkpoint_position") for server in (a, b)]
+    assert max(known) == checkpoint
 
 
 def test_delete_by_selector_and_wipe_reach_every_replica(cluster):
