@@ -9,8 +9,9 @@ flight. It moves forward in three ways:
 * its writer takes the cluster's lock and first takes in everything after
   its position, so every push is checked against every one acknowledged
   before it, on any replica;
-* the :class:`Follower` takes in new positions as soon as they are notified
-  (LISTEN/NOTIFY), or polled, so replicas lag by milliseconds;
+* the :class:`Follower` takes in new positions when a commit after a quiet
+  spell is announced (LISTEN/NOTIFY), then looks at the log every few
+  milliseconds while changes keep coming, so replicas lag by milliseconds;
 * a read first asks the database for the newest position and catches up to
   it (:meth:`Follower.sync`), so a read on one replica shows every push
   acknowledged on any other before the read began.
