@@ -47,13 +47,9 @@ def source_kind(path: str) -> str:
 async def read_source(path: str) -> list[GroupWrite]:
     """Every group of the source, as writes for a pushgw database."""
     if is_postgres_url(path):
-        from pushgw.storage.postgres import PostgresDatabase
+        from pushgw.storage.postgres import read_all
 
-        db = await PostgresDatabase.open(path)
-        try:
-            return _writes(await db.load())
-        finally:
-            await db.close()
+        return _writes(await read_all(path))
     if source_kind(path) == "sqlite":
         return await _read_pushgw(path)
     try:

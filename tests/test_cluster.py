@@ -135,6 +135,18 @@ def test_foreign_tables_and_newer_schema_refuse_start(postgres_server):
     assert "99" in postgres_server.psql("SELECT value FROM pushgw_meta", database=db)
 
 
+def test_no_right_to_create_the_schema_refuses_start(postgres_server):
+    """A database the user may connect to but not create tables in: a clear refusal,
+    not retries forever (PostgreSQL 15 grants CREATE on public to its owner only)."""
+    url = postgres_server.create_database(owner=postgres_server.password_user)
+    other = postgres_server.url_for(database_name(url))  # as app_user, who does not own it
+    result = run_pushgw(f"--persistence.url={other}")
+    assert result.returncode == 1
+    assert "cannot use the PostgreSQL database" in result.stderr
+    assert "permission denied" in result.stderr
+    assert "pushgw_head" not in postgres_server.psql("SELECT tablename FROM pg_tables", database=database_name(url))
+
+
 def test_schema_1_is_upgraded_with_its_groups(postgres_server):
     """Schema 1 (a log entry per group, no functions) as an older pushgw left it."""
     from pushgw.storage.postgres import MIGRATIONS, SCHEMA_VERSION
@@ -551,6 +563,25 @@ def test_migrate_sqlite_to_postgres_and_back(tmp_path, postgres_server):
     with start_pushgw(f"--persistence.file={back}") as gw:
         assert pushed(gw) == before
         assert api_groups(gw) == api_before
+
+
+def test_migrate_only_reads_a_postgres_source(tmp_path, postgres_server):
+    """A source without our schema holds nothing and stays as it was; an older schema
+    is refused, not upgraded behind the replicas' back."""
+    from pushgw.storage.postgres import MIGRATIONS
+
+    url = postgres_server.create_database()
+    db = database_name(url)
+    result = migrate("--from", url, "--to", str(tmp_path / "empty.db"))
+    assert result.returncode == 0, result.stderr
+    assert "migrated 0 groups" in result.stdout
+    assert postgres_server.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+                                database=db).strip() == "0"
+    postgres_server.psql(MIGRATIONS[0] + "INSERT INTO pushgw_meta VALUES ('schema_version', '1');",
+                         database=db, user=postgres_server.app_user)
+    result = migrate("--from", url, "--to", str(tmp_path / "old.db"))
+    assert result.returncode == 1 and "older pushgw schema version 1" in result.stderr
+    assert postgres_server.psql("SELECT value FROM pushgw_meta", database=db).strip() == "1"
 
 
 # --- the drop-in behaviour holds on a cluster replica ----------------------------------

@@ -346,6 +346,9 @@ class PostgresDatabase:
             raise DatabaseError(f"cannot use the PostgreSQL database: {err}") from None
         try:
             await _prepare_schema(conn)
+        except asyncpg.InsufficientPrivilegeError as err:
+            # Not allowed to create or upgrade the schema: waiting will not help either.
+            raise DatabaseError(f"cannot use the PostgreSQL database: {err}") from None
         finally:
             await conn.close()
         engine = cls(url)
@@ -636,35 +639,61 @@ async def _read_groups(conn: asyncpg.Connection) -> list[GroupRow]:
     return list(groups.values())
 
 
+async def read_all(url: str) -> list[GroupRow]:
+    """The whole state, for ``pushgw migrate --from``: the database is only read (no
+    schema is created or upgraded; a database without one holds nothing)."""
+    conn = await _connect(url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            version = await _schema_version(conn)
+            if version == 0:
+                return []
+            if version < SCHEMA_VERSION:
+                raise DatabaseError(
+                    f"the PostgreSQL database has the older pushgw schema version {version}; start "
+                    "a replica of this pushgw on it once (it upgrades the schema), then migrate"
+                )
+            _, _, groups, _ = await _state_at_head(conn)
+        return list(groups.values())
+    finally:
+        await conn.close()
+
+
+async def _schema_version(conn: asyncpg.Connection) -> int:
+    """Our schema's version, 0 for none; refuse a schema that is not ours or is newer."""
+    schema = await conn.fetchval("SELECT current_schema()")
+    if schema is None:
+        raise DatabaseError("the PostgreSQL database has no schema to create tables in (search_path)")
+    tables = {r["tablename"] for r in await conn.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = $1", schema
+    )}
+    foreign = sorted(tables - set(TABLES))
+    if foreign:
+        raise DatabaseError(
+            f"PostgreSQL schema {schema!r} holds tables that are not pushgw's ({', '.join(foreign[:5])}"
+            f"{', ...' if len(foreign) > 5 else ''}); pushgw will not touch it: give it a database "
+            "(or a schema, through search_path) of its own"
+        )
+    version = 0
+    if tables:
+        if "pushgw_meta" not in tables:
+            raise DatabaseError(f"PostgreSQL schema {schema!r} holds an incomplete pushgw schema; "
+                                "pushgw will not touch it")
+        value = await conn.fetchval("SELECT value FROM pushgw_meta WHERE key = 'schema_version'")
+        version = int(value or 0)
+    if version > SCHEMA_VERSION:
+        raise DatabaseError(
+            f"the PostgreSQL database has pushgw schema version {version}, newer than this "
+            f"pushgw understands ({SCHEMA_VERSION}); upgrade pushgw"
+        )
+    return version
+
+
 async def _prepare_schema(conn: asyncpg.Connection) -> None:
     """Create or upgrade our tables; refuse a schema that is not ours or is newer."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_ID)  # replicas starting at once
-        schema = await conn.fetchval("SELECT current_schema()")
-        if schema is None:
-            raise DatabaseError("the PostgreSQL database has no schema to create tables in (search_path)")
-        tables = {r["tablename"] for r in await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = $1", schema
-        )}
-        foreign = sorted(tables - set(TABLES))
-        if foreign:
-            raise DatabaseError(
-                f"PostgreSQL schema {schema!r} holds tables that are not pushgw's ({', '.join(foreign[:5])}"
-                f"{', ...' if len(foreign) > 5 else ''}); pushgw will not touch it: give it a database "
-                "(or a schema, through search_path) of its own"
-            )
-        version = 0
-        if tables:
-            if "pushgw_meta" not in tables:
-                raise DatabaseError(f"PostgreSQL schema {schema!r} holds an incomplete pushgw schema; "
-                                    "pushgw will not touch it")
-            value = await conn.fetchval("SELECT value FROM pushgw_meta WHERE key = 'schema_version'")
-            version = int(value or 0)
-        if version > SCHEMA_VERSION:
-            raise DatabaseError(
-                f"the PostgreSQL database has pushgw schema version {version}, newer than this "
-                f"pushgw understands ({SCHEMA_VERSION}); upgrade pushgw"
-            )
+        version = await _schema_version(conn)
         for step in range(version, SCHEMA_VERSION):
             await conn.execute(MIGRATIONS[step])
         if version < SCHEMA_VERSION:
