@@ -592,3 +592,30 @@ def test_legacy_prometheus_scrapes_escaped_names(tmp_path):
             assert result[0]["value"][1] == "1"
             up = requests.get(prom.url + "/api/v1/query", params={"query": "up"}, timeout=5).json()
             assert [s["value"][1] for s in up["data"]["result"]] == ["1"]
+
+
+def test_a_label_name_with_a_colon_is_read_back_and_survives_a_restart(tmp_path):
+    """"a:b" is a valid UTF-8 label name but not a legacy one. It is written unquoted,
+    as Go's writeName does for any legacy-valid *metric* name, and pushgw must read its
+    own rendering back: the JSON API answered 500 and a restart never became ready."""
+    db = f"--persistence.file={tmp_path / 'pushgw.db'}"
+    with start_pushgw("--push.enable-utf8-names", db) as gw:
+        r = requests.put(gw.url + "/metrics/job/c", data=b'm{"a:b"="1"} 1\n')
+        assert r.status_code == 200, r.text
+        r = requests.put(gw.url + "/metrics/job/c", data=b'm{a:b="1"} 1\n')  # unquoted: still not a pushed body
+        assert r.status_code == 400 and "expected '=' after label name" in r.text
+        api = requests.get(gw.url + "/api/v1/metrics")
+        assert api.status_code == 200, api.text
+        group = next(g for g in api.json()["data"] if g["labels"] == {"job": "c"})
+        assert group["m"]["metrics"][0]["labels"]["a:b"] == "1"
+    with start_pushgw("--push.enable-utf8-names", db) as gw:  # ready, with the group
+        assert 'm{a:b="1",instance="",job="c"} 1\n' in requests.get(gw.url + "/metrics").text
+        assert requests.get(gw.url + "/api/v1/metrics").status_code == 200
+
+
+def test_the_rendered_reading_takes_what_the_renderer_writes():
+    text = b'# TYPE m counter\nm{a:b="1",x="2"} 3\n'
+    with pytest.raises(ParseError, match="expected '=' after label name"):
+        parse_text(text, utf8_names=True)
+    family = parse_text(text, utf8_names=True, rendered=True)["m"]
+    assert family.metrics[0].labels == {"a:b": "1", "x": "2"} and family.metrics[0].value == 3.0

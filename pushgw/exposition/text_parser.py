@@ -453,8 +453,9 @@ class _Cursor:
 class _Parser:
     """Parser state that survives from one line to the next, as in Go."""
 
-    def __init__(self, utf8_names: bool = False) -> None:
+    def __init__(self, utf8_names: bool = False, rendered: bool = False) -> None:
         self.utf8_names = utf8_names
+        self.rendered = rendered
         self.families: dict[str, MetricFamily] = {}
         self.mf: MetricFamily | None = None
         self.metric: Metric | None = None
@@ -826,7 +827,7 @@ class _Parser:
                 cur.skip_blanks()
                 self.reading_value(cur)
                 return
-            name = cur.name(metric=False)
+            name = cur.name(metric=self.rendered)
             if not name:
                 mf_name = self.mf.name if self.mf is not None else ""
                 raise _LineError(f"invalid label name for metric {_go_quote(mf_name)}")
@@ -956,12 +957,15 @@ def _decode(body: bytes) -> tuple[str, bool]:
         return str(body, "utf-8", "surrogateescape"), False
 
 
-def parse_text(body: bytes, utf8_names: bool = False) -> dict[str, MetricFamily]:
+def parse_text(body: bytes, utf8_names: bool = False, rendered: bool = False) -> dict[str, MetricFamily]:
     """Parse a pushed text-format body into families keyed by name.
 
     Raises ParseError with Go's message for anything Go rejects.
     ``utf8_names`` is Go's UTF8Validation: metric and label names (quoted
     when they are not legacy-valid) need only be non-empty, valid UTF-8.
+    ``rendered`` reads pushgw's own rendering back (stored lines): like Go's
+    writeName, it leaves a label name unquoted when it is a legacy-valid
+    *metric* name, so a ':' may stand in it, which no pushed body may have.
 
     What the families hold, as Go's would:
     - duplicate series are all kept; label names are unique per metric;
@@ -978,13 +982,13 @@ def parse_text(body: bytes, utf8_names: bool = False) -> dict[str, MetricFamily]
     The cyclic garbage collector is paused meanwhile (see gc_paused).
     """
     with gc_paused():
-        return _parse(body, True, utf8_names)
+        return _parse(body, True, utf8_names, rendered)
 
 
-def _parse(body: bytes, fast: bool, utf8_names: bool = False) -> dict[str, MetricFamily]:
+def _parse(body: bytes, fast: bool, utf8_names: bool = False, rendered: bool = False) -> dict[str, MetricFamily]:
     """parse_text; ``fast=False`` forces the state machine (for tests)."""
     text, clean = _decode(body)
-    p = _Parser(utf8_names)
+    p = _Parser(utf8_names, rendered)
     if not (fast and clean):
         # Invalid UTF-8 somewhere: the regexes would accept it in label
         # values, so let the state machine see every line.

@@ -453,14 +453,15 @@ class MetricStore:
     def metrics_of(self, stored: StoredFamily) -> list[Metric]:
         """The metrics of a stored family, decoded again from what is stored.
 
-        Whatever the mode, UTF-8 names are accepted: they were checked on the way in.
+        Whatever the mode, UTF-8 names are accepted: they were checked on the way in;
+        and label names are read as they are rendered (see parse_text's ``rendered``).
         """
         if stored.native:
             frame = frame_family(stored.name, "", stored.type, stored.proto)
             family = parse_delimited(frame, utf8_names=True).get(stored.name)
             return family.metrics if family is not None else []
         text = render_header(stored.name, stored.type, "") + stored.lines
-        family = parse_text(text, utf8_names=True).get(stored.name)
+        family = parse_text(text, utf8_names=True, rendered=True).get(stored.name)
         metrics = family.metrics if family is not None else []
         for i in stored.added_inf:
             metrics[i].buckets.pop()
