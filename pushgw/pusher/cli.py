@@ -76,7 +76,7 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     http = parser.add_argument_group("HTTP")
     http.add_argument("--gzip", action="store_true", help="compress the body (Content-Encoding: gzip)")
     http.add_argument("--user", help="basic auth user; the password comes from --password-file "
-                                     f"or the environment variable named by --password-env")
+                                     "or the environment variable named by --password-env")
     http.add_argument("--password-file", metavar="FILE", help="file holding the basic auth password")
     http.add_argument("--password-env", metavar="VAR", default=PASSWORD_ENV,
                       help=f"environment variable holding the password (default: {PASSWORD_ENV})")
